@@ -1,0 +1,322 @@
+//! The a3m socket message: what one `TOKEN` record carries (thesis §4.5).
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 1 | message kind (see below) |
+//! | 1 + n | source tag id (1..=[`TAG_ID_MAX_LEN`] bytes of UTF-8) |
+//! | 1 + n | destination tag id |
+//! | varint | link incarnation id (u32) |
+//! | ... | body, by kind |
+//!
+//! Node ids are not repeated: the datagram header already names both nodes.
+//!
+//! | kind | name | body |
+//! |---|---|---|
+//! | `01` | ERROR | code (1 byte: `01` socket not found, `02` incompatible protocol, `03` refused), detail (rest, UTF-8 text or empty) |
+//! | `02` | LINK | protocol id (varint, u16), capacity (varint, u32), metadata (rest) |
+//! | `03` | LINKREPLY | flags (bit 0 accept, bit 1 metadata present), protocol id (varint, u16), capacity (varint, u32), metadata (byte string, only if bit 1), reason (rest) |
+//! | `04` | UNLINK | number of DATA messages sent on this link (varint) |
+//! | `05` | FLOW | credits returned (varint, u32), capacity change (zigzag varint, i32) |
+//! | `06` | DATA | sequence number on the link (varint), payload (rest) |
+//! | `40`..=`FF` | custom control | body (rest), defined by the socket protocol |
+//!
+//! Kinds `07`..=`3F` are reserved for the core; decoding them is an error.
+//!
+//! ```
+//! use a3m_core::id::LinkIncarnation;
+//! use a3m_core::wire::message::{self, Message, Body};
+//! let msg = Message {
+//!     src_tag: "src", dst_tag: "sink", link: LinkIncarnation(7),
+//!     body: Body::Data { seq: 1, payload: b"hi" },
+//! };
+//! let mut buf = [0u8; 32];
+//! let n = message::encode(&msg, &mut buf).unwrap();
+//! assert_eq!(&buf[..n], b"\x06\x03src\x04sink\x07\x01hi");
+//! assert_eq!(message::decode(&buf[..n]).unwrap(), msg);
+//! ```
+
+use super::reader::Reader;
+use super::writer::Writer;
+use super::{DecodeError, EncodeError, TAG_ID_MAX_LEN, varint_len};
+use crate::id::{LinkIncarnation, check_id};
+
+const KIND_ERROR: u8 = 0x01;
+const KIND_LINK: u8 = 0x02;
+const KIND_LINKREPLY: u8 = 0x03;
+const KIND_UNLINK: u8 = 0x04;
+const KIND_FLOW: u8 = 0x05;
+const KIND_DATA: u8 = 0x06;
+/// First message kind available to socket protocols for their own control messages.
+pub const FIRST_CUSTOM_KIND: u8 = 0x40;
+
+const REPLY_ACCEPT: u8 = 0x01;
+const REPLY_HAS_METADATA: u8 = 0x02;
+
+/// The reason carried by an ERROR message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// No socket with the destination tag exists on the receiving node.
+    SocketNotFound,
+    /// The sockets' protocols cannot talk to each other.
+    IncompatibleProtocol,
+    /// The destination socket refused the request for another reason.
+    Refused,
+}
+
+impl ErrorCode {
+    fn to_byte(self) -> u8 {
+        match self {
+            ErrorCode::SocketNotFound => 1,
+            ErrorCode::IncompatibleProtocol => 2,
+            ErrorCode::Refused => 3,
+        }
+    }
+
+    fn from_byte(b: u8) -> Result<Self, DecodeError> {
+        match b {
+            1 => Ok(ErrorCode::SocketNotFound),
+            2 => Ok(ErrorCode::IncompatibleProtocol),
+            3 => Ok(ErrorCode::Refused),
+            _ => Err(DecodeError::BadValue),
+        }
+    }
+}
+
+/// The kind-specific part of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body<'a> {
+    /// Something went wrong with a message sent to the source tag.
+    Error {
+        /// What went wrong.
+        code: ErrorCode,
+        /// Human-readable detail (may be empty).
+        detail: &'a [u8],
+    },
+    /// A request to establish a link.
+    Link {
+        /// The requesting socket's protocol id.
+        protocol: u16,
+        /// How many DATA messages the requester can take before returning credits.
+        capacity: u32,
+        /// The requesting socket's metadata.
+        metadata: &'a [u8],
+    },
+    /// The answer to a link request.
+    LinkReply {
+        /// True if the link is accepted.
+        accept: bool,
+        /// The replying socket's protocol id.
+        protocol: u16,
+        /// How many DATA messages the replier can take.
+        capacity: u32,
+        /// The replier's metadata, if it had not sent it yet.
+        metadata: Option<&'a [u8]>,
+        /// Why the link was refused (UTF-8 text; empty when accepted).
+        reason: &'a [u8],
+    },
+    /// Ends the link once the given number of DATA messages have been delivered.
+    Unlink {
+        /// How many DATA messages the sender sent on this link.
+        sent: u64,
+    },
+    /// Flow control: credits handed back and a relative capacity change.
+    Flow {
+        /// Credits returned (messages the application took).
+        credits: u32,
+        /// Change of the receiver's capacity (relative, so FLOW messages commute).
+        capacity_delta: i32,
+    },
+    /// Application data.
+    Data {
+        /// Sequence number on the link, from 0, for FIFO delivery.
+        seq: u64,
+        /// The application's bytes.
+        payload: &'a [u8],
+    },
+    /// A control message of a socket protocol.
+    Custom {
+        /// The kind, at least [`FIRST_CUSTOM_KIND`].
+        kind: u8,
+        /// The protocol-defined body.
+        body: &'a [u8],
+    },
+}
+
+/// One a3m socket message, borrowing its strings and payloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Message<'a> {
+    /// The sending socket's tag.
+    pub src_tag: &'a str,
+    /// The receiving socket's tag.
+    pub dst_tag: &'a str,
+    /// The link incarnation this message belongs to.
+    pub link: LinkIncarnation,
+    /// The kind-specific part.
+    pub body: Body<'a>,
+}
+
+fn zigzag(v: i32) -> u64 {
+    u64::from(((v << 1) ^ (v >> 31)) as u32)
+}
+
+fn unzigzag(v: u32) -> i32 {
+    ((v >> 1) as i32) ^ -((v & 1) as i32)
+}
+
+impl Message<'_> {
+    /// Bytes this message takes when encoded, or why it cannot be.
+    pub fn encoded_len(&self) -> Result<usize, EncodeError> {
+        check_id(self.src_tag, TAG_ID_MAX_LEN).map_err(EncodeError::BadId)?;
+        check_id(self.dst_tag, TAG_ID_MAX_LEN).map_err(EncodeError::BadId)?;
+        let head = 1 + 1 + self.src_tag.len() + 1 + self.dst_tag.len();
+        let head = head + varint_len(self.link.0.into());
+        let body = match self.body {
+            Body::Error { detail, .. } => 1 + detail.len(),
+            Body::Link { protocol, capacity, metadata } => {
+                varint_len(protocol.into()) + varint_len(capacity.into()) + metadata.len()
+            }
+            Body::LinkReply { protocol, capacity, metadata, reason, .. } => {
+                1 + varint_len(protocol.into())
+                    + varint_len(capacity.into())
+                    + metadata.map_or(0, |m| varint_len(m.len() as u64) + m.len())
+                    + reason.len()
+            }
+            Body::Unlink { sent } => varint_len(sent),
+            Body::Flow { credits, capacity_delta } => {
+                varint_len(credits.into()) + varint_len(zigzag(capacity_delta))
+            }
+            Body::Data { seq, payload } => varint_len(seq) + payload.len(),
+            Body::Custom { kind, body } => {
+                if kind < FIRST_CUSTOM_KIND {
+                    return Err(EncodeError::BadValue);
+                }
+                body.len()
+            }
+        };
+        Ok(head + body)
+    }
+
+    fn kind(&self) -> u8 {
+        match self.body {
+            Body::Error { .. } => KIND_ERROR,
+            Body::Link { .. } => KIND_LINK,
+            Body::LinkReply { .. } => KIND_LINKREPLY,
+            Body::Unlink { .. } => KIND_UNLINK,
+            Body::Flow { .. } => KIND_FLOW,
+            Body::Data { .. } => KIND_DATA,
+            Body::Custom { kind, .. } => kind,
+        }
+    }
+}
+
+/// Encodes `msg` at the start of `buf`; returns the bytes written.
+pub fn encode(msg: &Message<'_>, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    let len = msg.encoded_len()?;
+    if len > buf.len() {
+        return Err(EncodeError::BufferTooSmall);
+    }
+    let mut w = Writer::new(buf, 0);
+    w.u8(msg.kind());
+    w.id(msg.src_tag);
+    w.id(msg.dst_tag);
+    w.varint(msg.link.0.into());
+    match msg.body {
+        Body::Error { code, detail } => {
+            w.u8(code.to_byte());
+            w.bytes(detail);
+        }
+        Body::Link { protocol, capacity, metadata } => {
+            w.varint(protocol.into());
+            w.varint(capacity.into());
+            w.bytes(metadata);
+        }
+        Body::LinkReply { accept, protocol, capacity, metadata, reason } => {
+            let mut flags = 0;
+            if accept {
+                flags |= REPLY_ACCEPT;
+            }
+            if metadata.is_some() {
+                flags |= REPLY_HAS_METADATA;
+            }
+            w.u8(flags);
+            w.varint(protocol.into());
+            w.varint(capacity.into());
+            if let Some(m) = metadata {
+                w.varint(m.len() as u64);
+                w.bytes(m);
+            }
+            w.bytes(reason);
+        }
+        Body::Unlink { sent } => w.varint(sent),
+        Body::Flow { credits, capacity_delta } => {
+            w.varint(credits.into());
+            w.varint(zigzag(capacity_delta));
+        }
+        Body::Data { seq, payload } => {
+            w.varint(seq);
+            w.bytes(payload);
+        }
+        Body::Custom { body, .. } => w.bytes(body),
+    }
+    debug_assert_eq!(w.position(), len);
+    Ok(len)
+}
+
+/// Decodes one message that fills `input` exactly. Never panics or allocates.
+pub fn decode(input: &[u8]) -> Result<Message<'_>, DecodeError> {
+    let mut r = Reader::new(input);
+    let kind = r.u8()?;
+    if kind > KIND_DATA && kind < FIRST_CUSTOM_KIND || kind == 0 {
+        return Err(DecodeError::UnknownMessageKind(kind));
+    }
+    let src_tag = r.id(TAG_ID_MAX_LEN)?;
+    let dst_tag = r.id(TAG_ID_MAX_LEN)?;
+    let link = LinkIncarnation(r.varint_u32()?);
+    let body = match kind {
+        KIND_ERROR => Body::Error { code: ErrorCode::from_byte(r.u8()?)?, detail: r.rest() },
+        KIND_LINK => Body::Link {
+            protocol: u16::try_from(r.varint()?).map_err(|_| DecodeError::BadVarint)?,
+            capacity: r.varint_u32()?,
+            metadata: r.rest(),
+        },
+        KIND_LINKREPLY => {
+            let flags = r.u8()?;
+            if flags & !(REPLY_ACCEPT | REPLY_HAS_METADATA) != 0 {
+                return Err(DecodeError::BadValue);
+            }
+            let protocol = u16::try_from(r.varint()?).map_err(|_| DecodeError::BadVarint)?;
+            let capacity = r.varint_u32()?;
+            let metadata =
+                if flags & REPLY_HAS_METADATA != 0 { Some(r.byte_string()?) } else { None };
+            Body::LinkReply {
+                accept: flags & REPLY_ACCEPT != 0,
+                protocol,
+                capacity,
+                metadata,
+                reason: r.rest(),
+            }
+        }
+        KIND_UNLINK => Body::Unlink { sent: r.varint()? },
+        KIND_FLOW => {
+            Body::Flow { credits: r.varint_u32()?, capacity_delta: unzigzag(r.varint_u32()?) }
+        }
+        KIND_DATA => Body::Data { seq: r.varint()?, payload: r.rest() },
+        custom => Body::Custom { kind: custom, body: r.rest() },
+    };
+    if !r.is_empty() {
+        return Err(DecodeError::TrailingBytes);
+    }
+    Ok(Message { src_tag, dst_tag, link, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zigzag_round_trips_extremes() {
+        for v in [0, 1, -1, i32::MAX, i32::MIN, 12345, -12345] {
+            assert_eq!(unzigzag(zigzag(v) as u32), v);
+        }
+    }
+}

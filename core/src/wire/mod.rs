@@ -1,0 +1,629 @@
+//! The datagram format: a header followed by one or more exactly-once records.
+//!
+//! Everything a3m sends on the network is one *datagram*. It starts with a header and
+//! carries one or more *records* of the exactly-once protocol (see `SPEC.md`): `REQSLOTS`,
+//! `SLOTS`, `TOKEN` and `ACK`. Batching many records into one datagram is what makes a3m
+//! fast; the [`DatagramWriter`] fills a caller's buffer up to the size the caller chooses.
+//! A `TOKEN` carries one a3m socket message, whose codec is in [`message`].
+//!
+//! # Encoding rules
+//!
+//! * Integers marked *varint* are unsigned LEB128: 7 bits per byte, least significant group
+//!   first, high bit set on every byte but the last; at most 10 bytes for a `u64`. Overlong
+//!   forms that overflow the field's type are rejected.
+//! * Identifiers (node ids) are a length byte followed by that many bytes of UTF-8; the length
+//!   must be between 1 and [`NODE_ID_MAX_LEN`].
+//! * Byte strings (token payloads) are a varint length followed by the bytes.
+//!
+//! # Header
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 2 | magic `A3 4D` |
+//! | 1 | version, currently [`VERSION`] = 1 |
+//! | 1 | flags; no flag is defined in version 1, so it must be 0 |
+//! | 1 + n | source node id |
+//! | 1 + n | destination node id |
+//!
+//! # Records
+//!
+//! Each record starts with a kind byte; records run until the end of the datagram. A datagram
+//! carries at least one and at most [`MAX_RECORDS`] records.
+//!
+//! | kind | record | fields after the kind byte |
+//! |---|---|---|
+//! | `01` | `REQSLOTS` | start slot (varint), count (varint, u32), lowest slot still wanted (varint) |
+//! | `02` | `SLOTS` | start slot (varint), receiver incarnation (varint), count (varint, u32) |
+//! | `03` | `TOKEN` | slot (varint), receiver incarnation (varint), payload (byte string) |
+//! | `04` | `ACK` | receiver incarnation (varint), range count (varint, 1..=[`MAX_ACK_RANGES`]), then per range: gap (varint), length − 1 (varint) |
+//!
+//! `ACK` ranges are ascending and disjoint. A range's start is the end of the previous range
+//! (0 for the first) plus its gap; its length is at least 1. So the slots 5, 6, 7 and 10 are
+//! two ranges, `5..8` (gap 5, length−1 2) and `10..11` (gap 2, length−1 0).
+//!
+//! # Example
+//!
+//! A datagram from node `A` to node `B` carrying a `REQSLOTS` for 16 slots from slot 0 and
+//! an `ACK` of slots 5..8 and 10 under incarnation 3:
+//!
+//! ```text
+//! A3 4D 01 00        magic, version 1, flags 0
+//! 01 41              source "A"
+//! 01 42              destination "B"
+//! 01 00 10 00        REQSLOTS start 0, count 16, lowest 0
+//! 04 03 02 05 02 02 00
+//!                    ACK incarnation 3, 2 ranges: gap 5 len 3, gap 2 len 1
+//! ```
+//!
+//! ```
+//! use a3m_core::wire::{self, Header, Record, ReqSlots, Ack, SlotRange};
+//! let mut buf = [0u8; 64];
+//! let ranges = [SlotRange { start: 5, end: 8 }, SlotRange { start: 10, end: 11 }];
+//! let records = [
+//!     Record::ReqSlots(ReqSlots { start: 0, count: 16, lowest: 0 }),
+//!     Record::Ack(Ack::new(3, &ranges)),
+//! ];
+//! let header = Header { src: "A", dst: "B", flags: 0 };
+//! let written = wire::encode_datagram(&mut buf, &header, &records).unwrap();
+//! assert_eq!(written.records, 2);
+//! assert_eq!(
+//!     &buf[..written.len],
+//!     &[0xA3, 0x4D, 1, 0, 1, b'A', 1, b'B', 1, 0, 16, 0, 4, 3, 2, 5, 2, 2, 0]
+//! );
+//! let datagram = wire::decode_datagram(&buf[..written.len]).unwrap();
+//! assert_eq!(datagram.header.src, "A");
+//! assert!(datagram.records().eq(records.iter().cloned()));
+//! ```
+//!
+//! # Robustness
+//!
+//! [`decode_datagram`] accepts any byte string: it returns a value or a [`DecodeError`], never
+//! panics, never allocates, and does work linear in the input. It checks the whole datagram
+//! up front, so iterating its records afterwards cannot fail.
+
+pub mod message;
+mod reader;
+mod writer;
+
+use core::fmt;
+
+use crate::id::{IdError, check_id};
+pub use crate::id::{NODE_ID_MAX_LEN, TAG_ID_MAX_LEN};
+use reader::Reader;
+use writer::Writer;
+pub use writer::{DatagramWriter, Encoded};
+
+/// The two bytes every a3m datagram starts with.
+pub const MAGIC: [u8; 2] = [0xA3, 0x4D];
+/// The wire format version this code speaks.
+pub const VERSION: u8 = 1;
+/// Most records one datagram may carry.
+pub const MAX_RECORDS: usize = 4096;
+/// Most ranges one `ACK` record may carry.
+pub const MAX_ACK_RANGES: usize = 64;
+/// Largest datagram a3m sends or accepts (the largest UDP payload over IPv4).
+pub const MAX_DATAGRAM_LEN: usize = 65_507;
+/// Flag bits defined by this version (none yet).
+const KNOWN_FLAGS: u8 = 0;
+
+const KIND_REQSLOTS: u8 = 0x01;
+const KIND_SLOTS: u8 = 0x02;
+const KIND_TOKEN: u8 = 0x03;
+const KIND_ACK: u8 = 0x04;
+
+/// Why a byte string is not a valid datagram or message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The input ends in the middle of a field.
+    Truncated,
+    /// The first two bytes are not [`MAGIC`].
+    BadMagic,
+    /// The version byte is not one this code speaks.
+    UnsupportedVersion(u8),
+    /// The flags byte has bits this version does not define.
+    UnknownFlags(u8),
+    /// A node or tag identifier is empty, too long or not UTF-8.
+    BadId(IdError),
+    /// A varint is longer than its type allows or overflows it.
+    BadVarint,
+    /// A length field points past the end of the input.
+    LengthPastEnd,
+    /// The datagram has a header but no record.
+    NoRecords,
+    /// More than [`MAX_RECORDS`] records in one datagram.
+    TooManyRecords,
+    /// A record kind byte that this version does not define.
+    UnknownRecordKind(u8),
+    /// An `ACK` with no range or more than [`MAX_ACK_RANGES`] ranges.
+    BadAckRangeCount,
+    /// An `ACK` range that overflows the slot space.
+    BadAckRange,
+    /// A message kind byte in the core range that this version does not define.
+    UnknownMessageKind(u8),
+    /// A field holds a value its type does not allow.
+    BadValue,
+    /// Bytes left over after a message that has a fixed layout.
+    TrailingBytes,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::Truncated => f.write_str("input ends in the middle of a field"),
+            DecodeError::BadMagic => f.write_str("not an a3m datagram (bad magic)"),
+            DecodeError::UnsupportedVersion(v) => write!(f, "unsupported wire version {v}"),
+            DecodeError::UnknownFlags(x) => write!(f, "unknown flag bits {x:#04x}"),
+            DecodeError::BadId(e) => write!(f, "bad identifier: {e}"),
+            DecodeError::BadVarint => f.write_str("malformed varint"),
+            DecodeError::LengthPastEnd => f.write_str("length field points past the end"),
+            DecodeError::NoRecords => f.write_str("datagram carries no record"),
+            DecodeError::TooManyRecords => write!(f, "more than {MAX_RECORDS} records"),
+            DecodeError::UnknownRecordKind(k) => write!(f, "unknown record kind {k:#04x}"),
+            DecodeError::BadAckRangeCount => {
+                write!(f, "ACK must carry 1 to {MAX_ACK_RANGES} ranges")
+            }
+            DecodeError::BadAckRange => f.write_str("ACK range overflows the slot space"),
+            DecodeError::UnknownMessageKind(k) => write!(f, "unknown message kind {k:#04x}"),
+            DecodeError::BadValue => f.write_str("field value out of range"),
+            DecodeError::TrailingBytes => f.write_str("trailing bytes after message"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for DecodeError {}
+
+/// Why something could not be encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncodeError {
+    /// The buffer cannot hold the header, or the first record does not fit.
+    BufferTooSmall,
+    /// An identifier is empty or too long.
+    BadId(IdError),
+    /// A value cannot be represented (an `ACK` with no, too many, unordered or empty ranges;
+    /// a custom message kind in the core range; a payload larger than a datagram).
+    BadValue,
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EncodeError::BufferTooSmall => f.write_str("buffer too small"),
+            EncodeError::BadId(e) => write!(f, "bad identifier: {e}"),
+            EncodeError::BadValue => f.write_str("value cannot be encoded"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for EncodeError {}
+
+/// The header of a datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header<'a> {
+    /// The sending node.
+    pub src: &'a str,
+    /// The node the datagram is for.
+    pub dst: &'a str,
+    /// Flag bits; must be 0 in version 1.
+    pub flags: u8,
+}
+
+impl Header<'_> {
+    /// Bytes this header takes on the wire.
+    pub fn encoded_len(&self) -> usize {
+        4 + 1 + self.src.len() + 1 + self.dst.len()
+    }
+}
+
+/// `REQSLOTS(s, n, l)`: the sender asks for `count` slots from `start`; `lowest` is the lowest
+/// slot it still cares about. `count == 0` asks the receiver to forget every slot below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReqSlots {
+    /// First slot asked for.
+    pub start: u64,
+    /// How many slots are asked for (0: only garbage-collect below `lowest`).
+    pub count: u32,
+    /// Lowest slot id the sender still cares about.
+    pub lowest: u64,
+}
+
+/// `SLOTS(s, r, n)`: the receiver grants slots `start..start+count` under incarnation `incarnation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slots {
+    /// First slot granted (ties the grant to the request).
+    pub start: u64,
+    /// The receiver record's incarnation.
+    pub incarnation: u64,
+    /// How many slots are granted.
+    pub count: u32,
+}
+
+/// `TOKEN(s, r, payload)`: a message bound to slot `slot` of incarnation `incarnation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Token<'a> {
+    /// The slot (envelope) this message is bound to.
+    pub slot: u64,
+    /// The receiver incarnation the slot belongs to.
+    pub incarnation: u64,
+    /// The message: one encoded a3m socket message (see [`message`]).
+    pub payload: &'a [u8],
+}
+
+/// A half-open range of slot ids, `start..end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotRange {
+    /// First slot in the range.
+    pub start: u64,
+    /// One past the last slot in the range.
+    pub end: u64,
+}
+
+impl SlotRange {
+    /// Number of slots in the range.
+    pub fn len(&self) -> u64 {
+        self.end.saturating_sub(self.start)
+    }
+
+    /// True if the range holds no slot.
+    pub fn is_empty(&self) -> bool {
+        self.end <= self.start
+    }
+
+    /// True if `slot` is in the range.
+    pub fn contains(&self, slot: u64) -> bool {
+        self.start <= slot && slot < self.end
+    }
+}
+
+/// `ACK(r, ranges)`: the tokens in these slot ranges were delivered (or were duplicates).
+#[derive(Clone, Copy)]
+pub struct Ack<'a> {
+    /// The receiver incarnation the slots belong to.
+    pub incarnation: u64,
+    ranges: AckRanges<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum AckRanges<'a> {
+    /// Ranges given by a sender, not yet checked.
+    Slice(&'a [SlotRange]),
+    /// Validated encoded ranges borrowed from a datagram.
+    Encoded { count: usize, bytes: &'a [u8] },
+}
+
+impl<'a> Ack<'a> {
+    /// An `ACK` of `ranges`, which must be non-empty, ascending, disjoint, each non-empty, and
+    /// at most [`MAX_ACK_RANGES`] long (checked when encoding).
+    pub fn new(incarnation: u64, ranges: &'a [SlotRange]) -> Self {
+        Self { incarnation, ranges: AckRanges::Slice(ranges) }
+    }
+
+    /// Number of ranges.
+    pub fn range_count(&self) -> usize {
+        match self.ranges {
+            AckRanges::Slice(s) => s.len(),
+            AckRanges::Encoded { count, .. } => count,
+        }
+    }
+
+    /// The acknowledged ranges, in ascending order.
+    pub fn ranges(&self) -> impl Iterator<Item = SlotRange> + 'a {
+        let (slice, count, bytes) = match self.ranges {
+            AckRanges::Slice(s) => (s, 0, &[][..]),
+            AckRanges::Encoded { count, bytes } => (&[][..], count, bytes),
+        };
+        let mut encoded = Reader::new(bytes);
+        let mut prev_end = 0u64;
+        let mut left = count;
+        slice.iter().copied().chain(core::iter::from_fn(move || {
+            if left == 0 {
+                return None;
+            }
+            left -= 1;
+            // Validated when the datagram was decoded.
+            let range = read_range(&mut encoded, prev_end).ok()?;
+            prev_end = range.end;
+            Some(range)
+        }))
+    }
+
+    fn encoded_len(&self) -> Result<usize, EncodeError> {
+        let mut len = varint_len(self.incarnation) + varint_len(self.range_count() as u64);
+        let mut prev_end = 0u64;
+        let mut count = 0;
+        for r in self.ranges() {
+            if r.is_empty() || r.start < prev_end || (count > 0 && r.start == prev_end) {
+                return Err(EncodeError::BadValue);
+            }
+            len += varint_len(r.start - prev_end) + varint_len(r.len() - 1);
+            prev_end = r.end;
+            count += 1;
+        }
+        if count == 0 || count > MAX_ACK_RANGES {
+            return Err(EncodeError::BadValue);
+        }
+        Ok(len)
+    }
+}
+
+impl fmt::Debug for Ack<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Ranges<'b>(Ack<'b>);
+        impl fmt::Debug for Ranges<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_list().entries(self.0.ranges()).finish()
+            }
+        }
+        f.debug_struct("Ack")
+            .field("incarnation", &self.incarnation)
+            .field("ranges", &Ranges(*self))
+            .finish()
+    }
+}
+
+impl PartialEq for Ack<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.incarnation == other.incarnation && self.ranges().eq(other.ranges())
+    }
+}
+
+impl Eq for Ack<'_> {}
+
+/// One record of the exactly-once protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record<'a> {
+    /// Ask the receiver for slots.
+    ReqSlots(ReqSlots),
+    /// Grant slots.
+    Slots(Slots),
+    /// A message bound to a slot.
+    Token(Token<'a>),
+    /// Acknowledge delivered slots.
+    Ack(Ack<'a>),
+}
+
+impl Record<'_> {
+    /// Bytes this record takes on the wire, or why it cannot be encoded.
+    pub fn encoded_len(&self) -> Result<usize, EncodeError> {
+        Ok(1 + match self {
+            Record::ReqSlots(r) => {
+                varint_len(r.start) + varint_len(r.count.into()) + varint_len(r.lowest)
+            }
+            Record::Slots(s) => {
+                varint_len(s.start) + varint_len(s.incarnation) + varint_len(s.count.into())
+            }
+            Record::Token(t) => {
+                if t.payload.len() > MAX_DATAGRAM_LEN {
+                    return Err(EncodeError::BadValue);
+                }
+                varint_len(t.slot)
+                    + varint_len(t.incarnation)
+                    + varint_len(t.payload.len() as u64)
+                    + t.payload.len()
+            }
+            Record::Ack(a) => a.encoded_len()?,
+        })
+    }
+
+    /// Writes the record; the caller has checked that `encoded_len` bytes fit.
+    fn write(&self, w: &mut Writer<'_>) {
+        match self {
+            Record::ReqSlots(r) => {
+                w.u8(KIND_REQSLOTS);
+                w.varint(r.start);
+                w.varint(r.count.into());
+                w.varint(r.lowest);
+            }
+            Record::Slots(s) => {
+                w.u8(KIND_SLOTS);
+                w.varint(s.start);
+                w.varint(s.incarnation);
+                w.varint(s.count.into());
+            }
+            Record::Token(t) => {
+                w.u8(KIND_TOKEN);
+                w.varint(t.slot);
+                w.varint(t.incarnation);
+                w.varint(t.payload.len() as u64);
+                w.bytes(t.payload);
+            }
+            Record::Ack(a) => {
+                w.u8(KIND_ACK);
+                w.varint(a.incarnation);
+                w.varint(a.range_count() as u64);
+                let mut prev_end = 0;
+                for r in a.ranges() {
+                    w.varint(r.start - prev_end);
+                    w.varint(r.len() - 1);
+                    prev_end = r.end;
+                }
+            }
+        }
+    }
+}
+
+/// Bytes the varint encoding of `v` takes.
+pub fn varint_len(v: u64) -> usize {
+    // 1 byte per started group of 7 bits; 0 still takes one byte.
+    let bits = 64 - (v | 1).leading_zeros() as usize;
+    bits.div_ceil(7)
+}
+
+/// Encodes `records` behind `header` into `buf`, as many as fit in order.
+///
+/// Returns the datagram length and how many records were written; records that did not fit
+/// are left for the next datagram. Fails if the header or the first record does not fit.
+pub fn encode_datagram(
+    buf: &mut [u8],
+    header: &Header<'_>,
+    records: &[Record<'_>],
+) -> Result<Encoded, EncodeError> {
+    let mut w = DatagramWriter::new(buf, header)?;
+    for record in records {
+        match w.push(record) {
+            Ok(()) => {}
+            Err(EncodeError::BufferTooSmall) if w.record_count() > 0 => break,
+            Err(e) => return Err(e),
+        }
+    }
+    if w.record_count() == 0 {
+        return Err(EncodeError::BufferTooSmall);
+    }
+    Ok(w.finish())
+}
+
+/// A decoded, fully validated datagram that borrows its input.
+#[derive(Debug, Clone, Copy)]
+pub struct Datagram<'a> {
+    /// The header.
+    pub header: Header<'a>,
+    record_count: usize,
+    records: &'a [u8],
+}
+
+impl<'a> Datagram<'a> {
+    /// Number of records.
+    pub fn record_count(&self) -> usize {
+        self.record_count
+    }
+
+    /// The records, in the order they were written.
+    pub fn records(&self) -> impl Iterator<Item = Record<'a>> + 'a {
+        let mut r = Reader::new(self.records);
+        // Every record was validated by `decode_datagram`, so `read_record` cannot fail here.
+        core::iter::from_fn(move || if r.is_empty() { None } else { read_record(&mut r).ok() })
+    }
+}
+
+/// Decodes and validates a datagram. Any input gives a value or an error, never a panic.
+pub fn decode_datagram(input: &[u8]) -> Result<Datagram<'_>, DecodeError> {
+    let mut r = Reader::new(input);
+    let magic = r.bytes(2)?;
+    if magic != MAGIC {
+        return Err(DecodeError::BadMagic);
+    }
+    let version = r.u8()?;
+    if version != VERSION {
+        return Err(DecodeError::UnsupportedVersion(version));
+    }
+    let flags = r.u8()?;
+    if flags & !KNOWN_FLAGS != 0 {
+        return Err(DecodeError::UnknownFlags(flags));
+    }
+    let src = r.id(NODE_ID_MAX_LEN)?;
+    let dst = r.id(NODE_ID_MAX_LEN)?;
+    let records = r.rest();
+    let mut rr = Reader::new(records);
+    let mut record_count = 0;
+    while !rr.is_empty() {
+        if record_count == MAX_RECORDS {
+            return Err(DecodeError::TooManyRecords);
+        }
+        read_record(&mut rr)?;
+        record_count += 1;
+    }
+    if record_count == 0 {
+        return Err(DecodeError::NoRecords);
+    }
+    Ok(Datagram { header: Header { src, dst, flags }, record_count, records })
+}
+
+fn read_range(r: &mut Reader<'_>, prev_end: u64) -> Result<SlotRange, DecodeError> {
+    let gap = r.varint()?;
+    let len_minus_one = r.varint()?;
+    let start = prev_end.checked_add(gap).ok_or(DecodeError::BadAckRange)?;
+    let end = start
+        .checked_add(len_minus_one)
+        .and_then(|e| e.checked_add(1))
+        .ok_or(DecodeError::BadAckRange)?;
+    Ok(SlotRange { start, end })
+}
+
+fn read_record<'a>(r: &mut Reader<'a>) -> Result<Record<'a>, DecodeError> {
+    let kind = r.u8()?;
+    Ok(match kind {
+        KIND_REQSLOTS => Record::ReqSlots(ReqSlots {
+            start: r.varint()?,
+            count: r.varint_u32()?,
+            lowest: r.varint()?,
+        }),
+        KIND_SLOTS => Record::Slots(Slots {
+            start: r.varint()?,
+            incarnation: r.varint()?,
+            count: r.varint_u32()?,
+        }),
+        KIND_TOKEN => {
+            let slot = r.varint()?;
+            let incarnation = r.varint()?;
+            let payload = r.byte_string()?;
+            Record::Token(Token { slot, incarnation, payload })
+        }
+        KIND_ACK => {
+            let incarnation = r.varint()?;
+            let count = r.varint()?;
+            if count == 0 || count > MAX_ACK_RANGES as u64 {
+                return Err(DecodeError::BadAckRangeCount);
+            }
+            let count = count as usize;
+            let start = r.position();
+            let mut prev_end = 0;
+            for _ in 0..count {
+                prev_end = read_range(r, prev_end)?.end;
+            }
+            let bytes = r.since(start);
+            Record::Ack(Ack { incarnation, ranges: AckRanges::Encoded { count, bytes } })
+        }
+        other => return Err(DecodeError::UnknownRecordKind(other)),
+    })
+}
+
+pub(crate) fn check_node_id(s: &str) -> Result<(), EncodeError> {
+    check_id(s, NODE_ID_MAX_LEN).map_err(EncodeError::BadId)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varint_len_matches_groups_of_seven_bits() {
+        assert_eq!(varint_len(0), 1);
+        assert_eq!(varint_len(127), 1);
+        assert_eq!(varint_len(128), 2);
+        assert_eq!(varint_len(u64::MAX), 10);
+    }
+
+    #[test]
+    fn encode_stops_at_the_record_that_does_not_fit() {
+        let header = Header { src: "A", dst: "B", flags: 0 };
+        let payload = [7u8; 10];
+        let token = Record::Token(Token { slot: 1, incarnation: 1, payload: &payload });
+        let one = token.encoded_len().unwrap();
+        let mut buf = [0u8; 64];
+        let size = header.encoded_len() + 2 * one + 1;
+        let out = encode_datagram(&mut buf[..size], &header, &[token; 5]).unwrap();
+        assert_eq!(out.records, 2);
+        assert_eq!(out.len, size - 1);
+        assert_eq!(
+            encode_datagram(&mut buf[..header.encoded_len() + 1], &header, &[token]),
+            Err(EncodeError::BufferTooSmall)
+        );
+    }
+
+    #[test]
+    fn ack_rejects_bad_ranges_when_encoding() {
+        let header = Header { src: "A", dst: "B", flags: 0 };
+        let mut buf = [0u8; 64];
+        let cases: [&[SlotRange]; 4] = [
+            &[],
+            &[SlotRange { start: 3, end: 3 }],
+            &[SlotRange { start: 3, end: 5 }, SlotRange { start: 4, end: 6 }],
+            &[SlotRange { start: 3, end: 5 }, SlotRange { start: 5, end: 6 }],
+        ];
+        for ranges in cases {
+            let rec = Record::Ack(Ack::new(1, ranges));
+            assert_eq!(encode_datagram(&mut buf, &header, &[rec]), Err(EncodeError::BadValue));
+        }
+    }
+}

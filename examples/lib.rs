@@ -1,0 +1,1 @@
+//! Shared helpers for the a3m example programs (argument parsing).

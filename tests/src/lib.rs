@@ -1,0 +1,1 @@
+//! Test support for a3m: the deterministic network simulator lives here.
