@@ -3,6 +3,9 @@
 //! Everything here is a plain state machine: it never reads a clock, opens a socket,
 //! spawns a thread or blocks. Callers feed inputs (datagrams, the current time) and
 //! drain outputs (datagrams to send, the next deadline). See `DESIGN.md`.
+//!
+//! Features: `alloc` enables the parts that need a heap (the exactly-once sessions and the
+//! node); `std` adds `std::error::Error` impls and std lock types.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -11,6 +14,13 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+#[cfg(feature = "alloc")]
+pub mod eo;
 pub mod id;
+#[cfg(feature = "alloc")]
+pub mod node;
+pub mod poll;
+pub mod ticket;
 pub mod time;
+pub mod wait;
 pub mod wire;
