@@ -11,7 +11,7 @@
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
-#[cfg(feature = "std")]
+#[cfg(any(feature = "std", loom))]
 extern crate std;
 
 #[cfg(feature = "alloc")]
@@ -20,6 +20,7 @@ pub mod id;
 #[cfg(feature = "alloc")]
 pub mod node;
 pub mod poll;
+pub mod sync;
 pub mod ticket;
 pub mod time;
 pub mod wait;
