@@ -5,10 +5,13 @@
 //! The lock is a spin lock on `no_std`, `parking_lot`'s with the `std` feature (a spin lock
 //! would burn a core while a preempted holder sleeps).
 
+// Cortex-M3/M4 have no 64-bit atomics.
+#[cfg(all(not(loom), target_has_atomic = "64"))]
+pub use core::sync::atomic::AtomicU64;
+#[cfg(not(loom))]
+pub use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 #[cfg(loom)]
 pub use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-#[cfg(not(loom))]
-pub use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// A mutual-exclusion lock whose `lock` returns the guard directly (no poisoning).
 pub struct Mutex<T: ?Sized> {
