@@ -16,10 +16,16 @@ extern crate std;
 
 #[cfg(feature = "alloc")]
 pub mod eo;
+#[cfg(feature = "alloc")]
+pub mod flow;
 pub mod id;
+#[cfg(feature = "alloc")]
+pub mod link;
 #[cfg(feature = "alloc")]
 pub mod node;
 pub mod poll;
+#[cfg(feature = "alloc")]
+pub mod socket;
 pub mod sync;
 pub mod ticket;
 pub mod time;
