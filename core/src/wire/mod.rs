@@ -37,8 +37,9 @@
 //! | `03` | `TOKEN` | slot (varint), receiver incarnation (varint), payload (byte string) |
 //! | `04` | `ACK` | receiver incarnation (varint), range count (varint, 1..=[`MAX_ACK_RANGES`]), then per range: gap (varint), length − 1 (varint) |
 //!
-//! `ACK` ranges are ascending and disjoint. A range's start is the end of the previous range
-//! (0 for the first) plus its gap; its length is at least 1. So the slots 5, 6, 7 and 10 are
+//! `ACK` ranges are ascending, disjoint and not adjacent. A range's start is the end of the
+//! previous range (0 for the first) plus its gap; every gap but the first is at least 1 (touching
+//! ranges are written as one), and every length is at least 1. So the slots 5, 6, 7 and 10 are
 //! two ranges, `5..8` (gap 5, length−1 2) and `10..11` (gap 2, length−1 0).
 //!
 //! # Example
@@ -136,7 +137,7 @@ pub enum DecodeError {
     UnknownRecordKind(u8),
     /// An `ACK` with no range or more than [`MAX_ACK_RANGES`] ranges.
     BadAckRangeCount,
-    /// An `ACK` range that overflows the slot space.
+    /// An `ACK` range that overflows the slot space or touches the range before it.
     BadAckRange,
     /// A message kind byte in the core range that this version does not define.
     UnknownMessageKind(u8),
@@ -162,7 +163,9 @@ impl fmt::Display for DecodeError {
             DecodeError::BadAckRangeCount => {
                 write!(f, "ACK must carry 1 to {MAX_ACK_RANGES} ranges")
             }
-            DecodeError::BadAckRange => f.write_str("ACK range overflows the slot space"),
+            DecodeError::BadAckRange => {
+                f.write_str("ACK range overflows the slot space or touches the previous one")
+            }
             DecodeError::UnknownMessageKind(k) => write!(f, "unknown message kind {k:#04x}"),
             DecodeError::BadValue => f.write_str("field value out of range"),
             DecodeError::TrailingBytes => f.write_str("trailing bytes after message"),
@@ -180,8 +183,8 @@ pub enum EncodeError {
     BufferTooSmall,
     /// An identifier is empty or too long.
     BadId(IdError),
-    /// A value cannot be represented (an `ACK` with no, too many, unordered or empty ranges;
-    /// a custom message kind in the core range; a payload larger than a datagram).
+    /// A value cannot be represented (an `ACK` with no, too many, unordered, touching or empty
+    /// ranges; a custom message kind in the core range; a payload larger than a datagram).
     BadValue,
 }
 
@@ -568,8 +571,14 @@ fn read_record<'a>(r: &mut Reader<'a>) -> Result<Record<'a>, DecodeError> {
             let count = count as usize;
             let start = r.position();
             let mut prev_end = 0;
-            for _ in 0..count {
-                prev_end = read_range(r, prev_end)?.end;
+            for i in 0..count {
+                let range = read_range(r, prev_end)?;
+                // The encoder refuses touching ranges, so accepting them would let a decoded
+                // ACK fail to re-encode.
+                if i > 0 && range.start == prev_end {
+                    return Err(DecodeError::BadAckRange);
+                }
+                prev_end = range.end;
             }
             let bytes = r.since(start);
             Record::Ack(Ack { incarnation, ranges: AckRanges::Encoded { count, bytes } })
