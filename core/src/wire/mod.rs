@@ -145,6 +145,8 @@ pub enum DecodeError {
     BadValue,
     /// Bytes left over after a message that has a fixed layout.
     TrailingBytes,
+    /// The datagram is longer than [`MAX_DATAGRAM_LEN`].
+    TooLong,
 }
 
 impl fmt::Display for DecodeError {
@@ -169,6 +171,7 @@ impl fmt::Display for DecodeError {
             DecodeError::UnknownMessageKind(k) => write!(f, "unknown message kind {k:#04x}"),
             DecodeError::BadValue => f.write_str("field value out of range"),
             DecodeError::TrailingBytes => f.write_str("trailing bytes after message"),
+            DecodeError::TooLong => write!(f, "datagram longer than {MAX_DATAGRAM_LEN} bytes"),
         }
     }
 }
@@ -501,6 +504,9 @@ impl<'a> Datagram<'a> {
 
 /// Decodes and validates a datagram. Any input gives a value or an error, never a panic.
 pub fn decode_datagram(input: &[u8]) -> Result<Datagram<'_>, DecodeError> {
+    if input.len() > MAX_DATAGRAM_LEN {
+        return Err(DecodeError::TooLong);
+    }
     let mut r = Reader::new(input);
     let magic = r.bytes(2)?;
     if magic != MAGIC {
@@ -594,6 +600,12 @@ pub(crate) fn check_node_id(s: &str) -> Result<(), EncodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decode_rejects_datagrams_longer_than_the_maximum() {
+        let long = [0u8; MAX_DATAGRAM_LEN + 1];
+        assert_eq!(decode_datagram(&long).err(), Some(DecodeError::TooLong));
+    }
 
     #[test]
     fn varint_len_matches_groups_of_seven_bits() {
