@@ -1,0 +1,506 @@
+//! The receive record: one half-connection seen from the receiver.
+//!
+//! It holds the record's incarnation, `next` (one past the highest slot ever granted), the
+//! highest `l` the sender reported (it no longer cares about slots below), and two sliding
+//! bitmaps over the same window `[lo, next)`: the open slots (granted, no token delivered yet)
+//! and the slots owed an acknowledgement. `lo` is the lowest slot that is open or owed an ACK,
+//! so the window only has to span what is still in play. Duplicates below the window are
+//! acknowledged from a small side list (dropping one is harmless: the sender retransmits).
+
+use core::time::Duration;
+
+use crate::id::NodeId;
+use crate::time::Instant;
+use crate::wire::{Ack, DatagramWriter, MAX_ACK_RANGES, Record, ReqSlots, SlotRange, Slots, Token};
+
+use super::Env;
+use super::slots::SlotBitmap;
+
+/// Duplicates below the window whose ACK is owed, at most.
+const OLD_ACKS: usize = 16;
+/// Probe interval ceiling, in multiples of the idle timeout.
+const MAX_PROBE_BACKOFF: u32 = 16;
+
+/// What the node must do with a receive record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RecvOutcome {
+    /// Keep it.
+    Keep,
+    /// Drop it: its incarnation is over.
+    Forget,
+}
+
+/// The receiver's state for one sender.
+#[derive(Debug)]
+pub(crate) struct RecvRecord {
+    inc: u64,
+    next: u64,
+    lowest: u64,
+    open: SlotBitmap,
+    acks: SlotBitmap,
+    open_count: u64,
+    ack_count: u64,
+    old_acks: heapless::Vec<u64, OLD_ACKS>,
+    grant: Option<Slots>,
+    status_due: bool,
+    last_heard: Instant,
+    probe_at: Instant,
+    probe_interval: Duration,
+}
+
+impl RecvRecord {
+    /// A record with a fresh incarnation whose slots start at `start`.
+    pub(crate) fn new(env: &mut Env, now: Instant, start: u64) -> Self {
+        let mut open = SlotBitmap::new(env.params.receive_window);
+        let mut acks = SlotBitmap::new(env.params.receive_window);
+        open.slide_to(start);
+        acks.slide_to(start);
+        let idle = env.params.idle_timeout;
+        Self {
+            inc: env.issue_incarnation(),
+            next: start,
+            lowest: 0,
+            open,
+            acks,
+            open_count: 0,
+            ack_count: 0,
+            old_acks: heapless::Vec::new(),
+            grant: None,
+            status_due: false,
+            last_heard: now,
+            probe_at: now + idle * 2,
+            probe_interval: idle,
+        }
+    }
+
+    /// The record's incarnation.
+    #[cfg(test)]
+    pub(crate) fn incarnation(&self) -> u64 {
+        self.inc
+    }
+
+    fn heard(&mut self, env: &Env, now: Instant) {
+        self.last_heard = now;
+        self.probe_interval = env.params.idle_timeout;
+        self.probe_at = now + env.params.idle_timeout * 2;
+    }
+
+    /// True if forgetting the record loses nothing: every slot the sender may still hold a
+    /// token for (at or above its reported `l`) is open, i.e. undelivered.
+    pub(crate) fn safe_to_forget(&self) -> bool {
+        self.lowest >= self.next
+            || (self.lowest >= self.open.lo() && self.open_count == self.next - self.lowest)
+    }
+
+    /// Moves the window start to the lowest slot still open or owed an ACK.
+    fn advance_lo(&mut self) {
+        let lo = self.open.lo();
+        let first_open = if self.open_count > 0 { self.open.next_set(lo, self.next) } else { None };
+        let first_ack = if self.ack_count > 0 { self.acks.next_set(lo, self.next) } else { None };
+        let new_lo = first_open.unwrap_or(self.next).min(first_ack.unwrap_or(self.next));
+        self.open.slide_to(new_lo);
+        self.acks.slide_to(new_lo);
+    }
+
+    /// The sender no longer cares about slots below `lowest`: cancel them.
+    fn cancel_below(&mut self, lowest: u64) {
+        let to = lowest.min(self.next);
+        if to > self.open.lo() {
+            self.open_count -= self.open.clear_range(self.open.lo(), to);
+            self.ack_count -= self.acks.clear_range(self.acks.lo(), to);
+        }
+        self.old_acks.retain(|&s| s >= lowest);
+        // Slots below `lowest` that were never granted can never be granted now.
+        self.next = self.next.max(lowest);
+        self.advance_lo();
+    }
+
+    /// A `REQSLOTS` record.
+    pub(crate) fn on_reqslots(
+        &mut self,
+        env: &mut Env,
+        now: Instant,
+        req: ReqSlots,
+    ) -> RecvOutcome {
+        self.heard(env, now);
+        self.lowest = self.lowest.max(req.lowest);
+        self.cancel_below(self.lowest);
+        if req.count == 0 {
+            return if self.lowest >= self.next { RecvOutcome::Forget } else { RecvOutcome::Keep };
+        }
+        let wanted_end = req.start.saturating_add(req.count.into());
+        if req.start >= self.next {
+            // Fresh slots, as many as the window holds.
+            let end = wanted_end.min(self.open.hi());
+            if end > req.start {
+                self.open.set_range(req.start, end);
+                self.open_count += end - req.start;
+                self.next = end;
+                let count = (end - req.start) as u32;
+                self.grant = Some(Slots { start: req.start, incarnation: self.inc, count });
+                env.stats.slots_granted += u64::from(count);
+            } else {
+                env.stats.window_full += 1;
+            }
+        } else {
+            // A repeated request: grant again the open slots from its start.
+            let limit = wanted_end.min(self.next);
+            let end = if self.open.get(req.start) {
+                self.open.next_clear(req.start, limit).unwrap_or(limit)
+            } else {
+                req.start
+            };
+            if end > req.start {
+                let count = (end - req.start) as u32;
+                self.grant = Some(Slots { start: req.start, incarnation: self.inc, count });
+            } else {
+                env.stats.stale_records += 1;
+            }
+        }
+        RecvOutcome::Keep
+    }
+
+    /// A `TOKEN` record: deliver it if its slot is open and the inbox has room.
+    pub(crate) fn on_token(
+        &mut self,
+        env: &mut Env,
+        now: Instant,
+        from: &NodeId,
+        token: Token<'_>,
+    ) {
+        self.heard(env, now);
+        if token.incarnation != self.inc {
+            // A token of a forgotten incarnation: tell the sender it is gone.
+            self.status_due = true;
+            env.stats.stale_records += 1;
+            return;
+        }
+        let slot = token.slot;
+        if slot >= self.next {
+            env.stats.stale_records += 1;
+            return;
+        }
+        if self.open.get(slot) {
+            if env.inbox.is_full() {
+                // Neither delivered nor acknowledged: the sender retransmits later.
+                env.stats.inbox_full_deferrals += 1;
+                return;
+            }
+            self.open.clear(slot);
+            self.open_count -= 1;
+            let payload = env.pool.copy_of(token.payload);
+            env.inbox.push(from.clone(), payload);
+            env.stats.payloads_delivered += 1;
+        } else {
+            env.stats.duplicates += 1;
+        }
+        self.owe_ack(slot);
+    }
+
+    fn owe_ack(&mut self, slot: u64) {
+        if slot >= self.acks.lo() {
+            if !self.acks.get(slot) && self.acks.set(slot) {
+                self.ack_count += 1;
+            }
+        } else if !self.old_acks.contains(&slot) {
+            // Full: the ACK is skipped, the sender's next retransmission asks again.
+            let _ = self.old_acks.push(slot);
+        }
+    }
+
+    /// Asks for a status record to be sent (`SLOTS(next, inc, 0)`).
+    pub(crate) fn request_status(&mut self) {
+        self.status_due = true;
+    }
+
+    /// True if the record has records to send.
+    pub(crate) fn has_output(&self) -> bool {
+        self.status_due || self.grant.is_some() || self.ack_count > 0 || !self.old_acks.is_empty()
+    }
+
+    /// Writes what is due into `w`; false if the datagram filled up first.
+    pub(crate) fn write(&mut self, env: &mut Env, w: &mut DatagramWriter<'_>) -> bool {
+        let complete = self.write_inner(env, w);
+        self.advance_lo();
+        complete
+    }
+
+    fn write_inner(&mut self, env: &mut Env, w: &mut DatagramWriter<'_>) -> bool {
+        if self.status_due {
+            let status = Slots { start: self.next, incarnation: self.inc, count: 0 };
+            if w.push(&Record::Slots(status)).is_err() {
+                return false;
+            }
+            self.status_due = false;
+            env.stats.status_sent += 1;
+        }
+        if let Some(grant) = self.grant {
+            if w.push(&Record::Slots(grant)).is_err() {
+                return false;
+            }
+            self.grant = None;
+        }
+        let mut ranges = [SlotRange { start: 0, end: 0 }; MAX_ACK_RANGES];
+        if !self.old_acks.is_empty() {
+            self.old_acks.sort_unstable();
+            let mut n = 0;
+            for &slot in &self.old_acks {
+                if n > 0 && ranges[n - 1].end == slot {
+                    ranges[n - 1].end += 1;
+                } else {
+                    ranges[n] = SlotRange { start: slot, end: slot + 1 };
+                    n += 1;
+                }
+            }
+            if w.push(&Record::Ack(Ack::new(self.inc, &ranges[..n]))).is_err() {
+                return false;
+            }
+            self.old_acks.clear();
+            env.stats.acks_sent += 1;
+        }
+        while self.ack_count > 0 {
+            let mut n = 0;
+            let mut pos = self.acks.lo();
+            while n < MAX_ACK_RANGES {
+                let Some(start) = self.acks.next_set(pos, self.next) else { break };
+                let end = self.acks.next_clear(start, self.next).unwrap_or(self.next);
+                ranges[n] = SlotRange { start, end };
+                n += 1;
+                pos = end;
+            }
+            if n == 0 {
+                // Cannot happen (the count says a bit is set); resynchronise rather than spin.
+                self.ack_count = 0;
+                break;
+            }
+            // Fewer ranges if the datagram is nearly full.
+            while w.push(&Record::Ack(Ack::new(self.inc, &ranges[..n]))).is_err() {
+                if n == 1 {
+                    return false;
+                }
+                n /= 2;
+            }
+            for range in &ranges[..n] {
+                self.ack_count -= self.acks.clear_range(range.start, range.end);
+            }
+            env.stats.acks_sent += 1;
+        }
+        true
+    }
+
+    /// Probe and garbage-collection timers.
+    pub(crate) fn on_timeout(&mut self, env: &mut Env, now: Instant) -> RecvOutcome {
+        if now >= self.last_heard + env.params.receive_idle_timeout && self.safe_to_forget() {
+            return RecvOutcome::Forget;
+        }
+        if now >= self.probe_at {
+            // A silent sender may have dropped its record and lost its final REQSLOTS:
+            // a status makes it answer with REQSLOTS(0, l) (or refresh its `l`).
+            self.status_due = true;
+            let ceiling = env.params.idle_timeout * MAX_PROBE_BACKOFF;
+            self.probe_interval = (self.probe_interval * 2).min(ceiling);
+            self.probe_at = now + self.probe_interval;
+        }
+        RecvOutcome::Keep
+    }
+
+    /// When `on_timeout` must run next.
+    pub(crate) fn deadline(&self, env: &Env) -> Instant {
+        if self.safe_to_forget() {
+            self.probe_at.min(self.last_heard + env.params.receive_idle_timeout)
+        } else {
+            self.probe_at
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::vec;
+
+    use super::*;
+    use crate::eo::test_support::{Rec, env, written};
+    use crate::node::NodeConfig;
+
+    const T0: Instant = Instant::from_micros(1_000_000);
+
+    fn req(start: u64, count: u32, lowest: u64) -> ReqSlots {
+        ReqSlots { start, count, lowest }
+    }
+
+    fn token(slot: u64, incarnation: u64) -> Token<'static> {
+        Token { slot, incarnation, payload: b"p" }
+    }
+
+    fn config() -> NodeConfig {
+        NodeConfig { window: 64, max_inbox: 2, ..NodeConfig::default() }
+    }
+
+    fn output(r: &mut RecvRecord, env: &mut Env) -> alloc::vec::Vec<Rec> {
+        written(1400, |w| assert!(r.write(env, w)))
+    }
+
+    #[test]
+    fn grants_fresh_slots_then_repeats_the_same_grant() {
+        let mut env = env(config());
+        let mut r = RecvRecord::new(&mut env, T0, 10);
+        let inc = r.incarnation();
+        assert_eq!(inc, 100);
+        assert_eq!(env.clock, 101);
+        assert_eq!(r.on_reqslots(&mut env, T0, req(10, 5, 10)), RecvOutcome::Keep);
+        let grant = Rec::Slots(Slots { start: 10, incarnation: inc, count: 5 });
+        assert_eq!(output(&mut r, &mut env), vec![grant.clone()]);
+        // The request was repeated (its grant was lost): same answer, no new slot.
+        r.on_reqslots(&mut env, T0, req(10, 5, 10));
+        assert_eq!(output(&mut r, &mut env), vec![grant]);
+        r.on_reqslots(&mut env, T0, req(15, 3, 10));
+        let next = Rec::Slots(Slots { start: 15, incarnation: inc, count: 3 });
+        assert_eq!(output(&mut r, &mut env), vec![next]);
+        assert_eq!(env.stats.slots_granted, 8);
+    }
+
+    #[test]
+    fn grants_never_exceed_the_window() {
+        let mut env = env(config());
+        let mut r = RecvRecord::new(&mut env, T0, 0);
+        r.on_reqslots(&mut env, T0, req(0, u32::MAX, 0));
+        let cap = env.params.receive_window as u32;
+        let grant = Rec::Slots(Slots { start: 0, incarnation: r.incarnation(), count: cap });
+        assert_eq!(output(&mut r, &mut env), vec![grant]);
+        // Nothing more fits until slots are used or cancelled.
+        r.on_reqslots(&mut env, T0, req(u64::from(cap), 10, 0));
+        assert_eq!(output(&mut r, &mut env), vec![]);
+        assert_eq!(env.stats.window_full, 1);
+        r.on_reqslots(&mut env, T0, req(u64::from(cap), 10, 5));
+        let grant =
+            Rec::Slots(Slots { start: u64::from(cap), incarnation: r.incarnation(), count: 5 });
+        assert_eq!(output(&mut r, &mut env), vec![grant]);
+    }
+
+    #[test]
+    fn a_token_is_delivered_once_and_every_copy_acknowledged() {
+        let mut env = env(config());
+        let from = NodeId::new("a").unwrap();
+        let mut r = RecvRecord::new(&mut env, T0, 0);
+        let inc = r.incarnation();
+        r.on_reqslots(&mut env, T0, req(0, 8, 0));
+        output(&mut r, &mut env);
+        r.on_token(&mut env, T0, &from, token(3, inc));
+        r.on_token(&mut env, T0, &from, token(4, inc));
+        r.on_token(&mut env, T0, &from, token(3, inc));
+        assert_eq!(env.inbox.len(), 2);
+        assert_eq!(env.stats.duplicates, 1);
+        assert_eq!(output(&mut r, &mut env), vec![Rec::Ack(inc, vec![(3, 5)])]);
+        // A copy arriving after the ACK went out is acknowledged again, not delivered.
+        r.on_token(&mut env, T0, &from, token(4, inc));
+        r.on_token(&mut env, T0, &from, token(6, inc));
+        assert_eq!(output(&mut r, &mut env), vec![Rec::Ack(inc, vec![(4, 5)])]);
+        assert_eq!(env.stats.inbox_full_deferrals, 1, "slot 6 waits for inbox room");
+        // Slots never granted are ignored.
+        r.on_token(&mut env, T0, &from, token(8, inc));
+        assert!(!r.has_output());
+    }
+
+    #[test]
+    fn a_full_inbox_neither_delivers_nor_acknowledges() {
+        let mut env = env(config());
+        let from = NodeId::new("a").unwrap();
+        let mut r = RecvRecord::new(&mut env, T0, 0);
+        let inc = r.incarnation();
+        r.on_reqslots(&mut env, T0, req(0, 8, 0));
+        output(&mut r, &mut env);
+        for slot in 0..3 {
+            r.on_token(&mut env, T0, &from, token(slot, inc));
+        }
+        assert_eq!(env.inbox.len(), 2);
+        assert_eq!(output(&mut r, &mut env), vec![Rec::Ack(inc, vec![(0, 2)])]);
+        env.inbox.pop();
+        r.on_token(&mut env, T0, &from, token(2, inc));
+        assert_eq!(output(&mut r, &mut env), vec![Rec::Ack(inc, vec![(2, 3)])]);
+        assert_eq!(env.stats.payloads_delivered, 3);
+    }
+
+    #[test]
+    fn tokens_of_another_incarnation_get_a_status() {
+        let mut env = env(config());
+        let from = NodeId::new("a").unwrap();
+        let mut r = RecvRecord::new(&mut env, T0, 0);
+        let inc = r.incarnation();
+        r.on_reqslots(&mut env, T0, req(0, 8, 0));
+        output(&mut r, &mut env);
+        r.on_token(&mut env, T0, &from, token(1, inc - 1));
+        assert_eq!(env.inbox.len(), 0);
+        let status = Rec::Slots(Slots { start: 8, incarnation: inc, count: 0 });
+        assert_eq!(output(&mut r, &mut env), vec![status]);
+    }
+
+    #[test]
+    fn forgets_only_what_the_sender_gave_up() {
+        let mut env = env(config());
+        let from = NodeId::new("a").unwrap();
+        let mut r = RecvRecord::new(&mut env, T0, 0);
+        let inc = r.incarnation();
+        r.on_reqslots(&mut env, T0, req(0, 8, 0));
+        output(&mut r, &mut env);
+        assert!(r.safe_to_forget(), "only open slots");
+        r.on_token(&mut env, T0, &from, token(2, inc));
+        assert!(!r.safe_to_forget(), "slot 2 delivered, maybe unacknowledged");
+        // The sender no longer cares below 3: slots 0 and 1 are cancelled.
+        assert_eq!(r.on_reqslots(&mut env, T0, req(8, 0, 3)), RecvOutcome::Keep);
+        assert!(r.safe_to_forget());
+        r.on_token(&mut env, T0, &from, token(1, inc));
+        assert_eq!(env.inbox.len(), 1, "a cancelled slot delivers nothing");
+        assert_eq!(r.on_reqslots(&mut env, T0, req(8, 0, 8)), RecvOutcome::Forget);
+    }
+
+    #[test]
+    fn idle_records_are_probed_then_forgotten_if_safe() {
+        let mut env = env(NodeConfig {
+            idle_timeout: core::time::Duration::from_secs(1),
+            receive_idle_timeout: core::time::Duration::from_secs(10),
+            ..config()
+        });
+        let from = NodeId::new("a").unwrap();
+        let mut r = RecvRecord::new(&mut env, T0, 0);
+        let inc = r.incarnation();
+        r.on_reqslots(&mut env, T0, req(0, 8, 0));
+        output(&mut r, &mut env);
+        r.on_token(&mut env, T0, &from, token(0, inc));
+        output(&mut r, &mut env);
+        let probe = r.deadline(&env);
+        assert_eq!(probe, T0 + core::time::Duration::from_secs(2));
+        assert_eq!(r.on_timeout(&mut env, probe), RecvOutcome::Keep);
+        let status = Rec::Slots(Slots { start: 8, incarnation: inc, count: 0 });
+        assert_eq!(output(&mut r, &mut env), vec![status]);
+        // Unsafe (slot 0 may be unacknowledged): kept however long the silence.
+        let late = T0 + core::time::Duration::from_secs(3600);
+        assert_eq!(r.on_timeout(&mut env, late), RecvOutcome::Keep);
+        assert!(r.deadline(&env) > late);
+        // The sender reports slot 0 acknowledged; after the idle timeout the record goes.
+        r.on_reqslots(&mut env, late, req(8, 0, 1));
+        let gc = late + core::time::Duration::from_secs(10);
+        assert!(r.deadline(&env) <= gc);
+        assert_eq!(r.on_timeout(&mut env, gc), RecvOutcome::Forget);
+    }
+
+    #[test]
+    fn old_duplicates_below_the_window_are_acknowledged() {
+        let mut env = env(config());
+        let from = NodeId::new("a").unwrap();
+        let mut r = RecvRecord::new(&mut env, T0, 0);
+        let inc = r.incarnation();
+        r.on_reqslots(&mut env, T0, req(0, 4, 0));
+        output(&mut r, &mut env);
+        for slot in 0..2 {
+            r.on_token(&mut env, T0, &from, token(slot, inc));
+        }
+        env.inbox.pop();
+        env.inbox.pop();
+        output(&mut r, &mut env);
+        for slot in [1, 0, 1] {
+            r.on_token(&mut env, T0, &from, token(slot, inc));
+        }
+        assert_eq!(output(&mut r, &mut env), vec![Rec::Ack(inc, vec![(0, 2)])]);
+        assert_eq!(env.stats.duplicates, 3);
+    }
+}

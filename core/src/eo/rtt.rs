@@ -1,0 +1,105 @@
+//! Round-trip time estimate and retransmission timeout (RFC 6298 style).
+
+use core::time::Duration;
+
+/// Smoothed RTT and its variation, giving the retransmission timeout of a peer.
+///
+/// Samples come only from records sent exactly once (Karn's rule: an answer to a retransmitted
+/// record could belong to any of its copies). The timeout is clamped to `[min, max]` and
+/// doubled for every retransmission of the same record, up to `max`.
+#[derive(Debug, Clone)]
+pub(crate) struct Rtt {
+    srtt: Option<u64>,
+    rttvar: u64,
+    rto: u64,
+    min: u64,
+    max: u64,
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+impl Rtt {
+    /// An estimator with no sample yet, whose timeout is `initial` clamped to `[min, max]`.
+    pub(crate) fn new(initial: Duration, min: Duration, max: Duration) -> Self {
+        let (min, max) = (micros(min).max(1), micros(max).max(1));
+        let max = max.max(min);
+        Self { srtt: None, rttvar: 0, rto: micros(initial).clamp(min, max), min, max }
+    }
+
+    /// Adds one round-trip sample.
+    pub(crate) fn sample(&mut self, rtt: Duration) {
+        let r = micros(rtt);
+        match self.srtt {
+            None => {
+                self.srtt = Some(r);
+                self.rttvar = r / 2;
+            }
+            Some(srtt) => {
+                // RTTVAR <- 3/4 RTTVAR + 1/4 |SRTT - R|;  SRTT <- 7/8 SRTT + 1/8 R.
+                self.rttvar = (self.rttvar / 4) * 3 + srtt.abs_diff(r) / 4;
+                self.srtt = Some(srtt - srtt / 8 + r / 8);
+            }
+        }
+        let srtt = self.srtt.unwrap_or(r);
+        self.rto = srtt.saturating_add(self.rttvar.saturating_mul(4)).clamp(self.min, self.max);
+    }
+
+    /// The smoothed round-trip time, if there was a sample.
+    pub(crate) fn srtt(&self) -> Option<Duration> {
+        self.srtt.map(Duration::from_micros)
+    }
+
+    /// Timeout before the copy number `sends` (1 = the first transmission) is retransmitted:
+    /// the base timeout doubled for every earlier retransmission, at most the maximum.
+    pub(crate) fn timeout(&self, sends: u32) -> Duration {
+        let doublings = sends.saturating_sub(1).min(32);
+        let t = self.rto.saturating_mul(1u64 << doublings).min(self.max);
+        Duration::from_micros(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn first_sample_sets_srtt_and_variance() {
+        let mut r = Rtt::new(ms(100), ms(1), ms(1000));
+        assert_eq!(r.timeout(1), ms(100));
+        r.sample(ms(20));
+        assert_eq!(r.srtt(), Some(ms(20)));
+        // 20 + 4 * 10
+        assert_eq!(r.timeout(1), ms(60));
+    }
+
+    #[test]
+    fn timeout_is_clamped_and_backs_off() {
+        let mut r = Rtt::new(ms(100), ms(50), ms(400));
+        for _ in 0..50 {
+            r.sample(ms(1));
+        }
+        assert_eq!(r.timeout(1), ms(50));
+        assert_eq!(r.timeout(2), ms(100));
+        assert_eq!(r.timeout(3), ms(200));
+        assert_eq!(r.timeout(4), ms(400));
+        assert_eq!(r.timeout(40), ms(400));
+        r.sample(ms(10_000));
+        assert_eq!(r.timeout(1), ms(400));
+    }
+
+    #[test]
+    fn converges_towards_steady_samples() {
+        let mut r = Rtt::new(ms(100), ms(1), ms(10_000));
+        for _ in 0..200 {
+            r.sample(ms(30));
+        }
+        let srtt = r.srtt().unwrap();
+        assert!(srtt >= ms(29) && srtt <= ms(31), "{srtt:?}");
+    }
+}

@@ -1,0 +1,418 @@
+//! A node: the peer table and the exactly-once sessions, driven by four sans-I/O calls.
+//!
+//! ```text
+//! node.handle_datagram(now, from, bytes)   // a datagram arrived
+//! node.handle_timeout(now)                 // the deadline of poll_timeout passed
+//! node.poll_transmit(now, &mut buf)        // the next datagram to send, until None
+//! node.poll_timeout()                      // when to call handle_timeout again
+//! ```
+//!
+//! The application side is [`Node::submit`] (a payload for exactly-once delivery to a peer,
+//! or to this node itself) and [`Node::poll_delivery`] (the next delivered payload). The
+//! protocol is described in [`crate::eo`].
+//!
+//! Peers are named by [`NodeId`]; their addresses come from [`Node::set_peer_addr`] and from
+//! traffic: a valid datagram naming a known node id as its source, from a new address, moves
+//! that peer there (mobility). A node that moved calls [`Node::announce`] so that peers it has
+//! nothing to send to learn its new address too. Because a datagram delayed on the old path
+//! can move a peer back to its old address, a peer silent for two retransmission timeouts
+//! gets every other datagram at its previous address. Datagrams that do not parse, name
+//! another destination, or come from a new peer while the table is full are dropped and
+//! counted in [`NodeStats`]; the peer table never exceeds `max_peers` (entries that hold
+//! nothing worth keeping are evicted for newcomers).
+//!
+//! ```
+//! use a3m_core::id::NodeId;
+//! use a3m_core::node::{Node, NodeConfig};
+//! use a3m_core::time::Instant;
+//!
+//! let (a_addr, b_addr) = ("10.0.0.1:7000".parse().unwrap(), "10.0.0.2:7000".parse().unwrap());
+//! let (a_id, b_id) = (NodeId::new("a").unwrap(), NodeId::new("b").unwrap());
+//! let mut a = Node::new(a_id.clone(), NodeConfig::default());
+//! let mut b = Node::new(b_id.clone(), NodeConfig::default());
+//! a.set_peer_addr(b_id.clone(), b_addr).unwrap();
+//! a.submit(Instant::ZERO, &b_id, b"hello").unwrap();
+//!
+//! // A perfect network: move datagrams until both nodes are quiet.
+//! let mut buf = [0u8; 1400];
+//! loop {
+//!     let mut moved = false;
+//!     while let Some((_, len)) = a.poll_transmit(Instant::ZERO, &mut buf) {
+//!         b.handle_datagram(Instant::ZERO, a_addr, &buf[..len]);
+//!         moved = true;
+//!     }
+//!     while let Some((_, len)) = b.poll_transmit(Instant::ZERO, &mut buf) {
+//!         a.handle_datagram(Instant::ZERO, b_addr, &buf[..len]);
+//!         moved = true;
+//!     }
+//!     if !moved { break; }
+//! }
+//! let mut out = [0u8; 64];
+//! let d = b.poll_delivery(&mut out).unwrap().unwrap();
+//! assert_eq!((d.from, &out[..d.len]), (a_id, &b"hello"[..]));
+//! assert_eq!(a.unacknowledged(), 0);
+//! ```
+
+mod config;
+mod peer;
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec::Vec;
+use core::net::SocketAddr;
+use core::time::Duration;
+
+pub use config::{Delivery, MIN_DATAGRAM, NodeConfig, NodeError, NodeStats, TOKEN_OVERHEAD};
+use peer::Peer;
+
+use crate::eo::buffers::{BufPool, Inbox};
+use crate::eo::send::SendRecord;
+use crate::eo::{Env, Params};
+use crate::id::NodeId;
+use crate::time::Instant;
+use crate::wire::{self, DatagramWriter, Header};
+
+/// Idle payload buffers kept for reuse, at most.
+const POOL_BUFFERS: usize = 4096;
+
+/// One a3m node: exactly-once sessions with its peers, as a sans-I/O state machine.
+#[derive(Debug)]
+pub struct Node {
+    id: NodeId,
+    config: NodeConfig,
+    env: Env,
+    peers: BTreeMap<NodeId, Peer>,
+    /// Peers that may have something to send, in round-robin order.
+    ready: VecDeque<NodeId>,
+    /// Payloads this node sent to itself that did not fit in the inbox yet.
+    self_queue: VecDeque<Vec<u8>>,
+}
+
+impl Node {
+    /// A node named `id`; out-of-range values of `config` are brought into range.
+    pub fn new(id: NodeId, config: NodeConfig) -> Self {
+        let config = config.validated();
+        let env = Env {
+            params: Params::new(&config),
+            clock: config.initial_clock,
+            pool: BufPool::new(POOL_BUFFERS, config.max_datagram),
+            inbox: Inbox::new(config.max_inbox),
+            stats: NodeStats::default(),
+        };
+        Self {
+            id,
+            config,
+            env,
+            peers: BTreeMap::new(),
+            ready: VecDeque::new(),
+            self_queue: VecDeque::new(),
+        }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> &NodeId {
+        &self.id
+    }
+
+    /// The configuration in force (after validation).
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// Largest payload [`Node::submit`] accepts.
+    pub fn max_payload(&self) -> usize {
+        self.config.max_payload
+    }
+
+    /// The node clock: above every incarnation and slot id this node has used. Persist it to
+    /// restart with `initial_clock` above it.
+    pub fn clock(&self) -> u64 {
+        self.env.clock
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &NodeStats {
+        &self.env.stats
+    }
+
+    /// Tells the node where a peer lives (it also learns addresses from traffic). Setting
+    /// this node's own address does nothing.
+    pub fn set_peer_addr(&mut self, peer: NodeId, addr: SocketAddr) -> Result<(), NodeError> {
+        if peer == self.id {
+            return Ok(());
+        }
+        if !self.peers.contains_key(&peer) && !self.make_room() {
+            return Err(NodeError::PeerTableFull);
+        }
+        let entry =
+            self.peers.entry(peer).or_insert_with(|| Peer::new(&self.env, Instant::ZERO, None));
+        entry.set_addr(addr);
+        entry.registered = true;
+        Ok(())
+    }
+
+    /// The address a peer is known at.
+    pub fn peer_addr(&self, peer: &NodeId) -> Option<SocketAddr> {
+        self.peers.get(peer).and_then(|p| p.addr)
+    }
+
+    /// The smoothed round-trip time measured to a peer, once there is a sample.
+    pub fn peer_rtt(&self, peer: &NodeId) -> Option<Duration> {
+        self.peers.get(peer).and_then(|p| p.rtt.srtt())
+    }
+
+    /// Number of peers in the table.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Number of send records (half-connections towards peers) alive.
+    pub fn send_records(&self) -> usize {
+        self.peers.values().filter(|p| p.send.is_some()).count()
+    }
+
+    /// Number of receive records (half-connections from peers) alive.
+    pub fn receive_records(&self) -> usize {
+        self.peers.values().filter(|p| p.recv.is_some()).count()
+    }
+
+    /// Accepts a copy of `payload` for exactly-once delivery to `to` (this node itself
+    /// included: then it goes straight to the inbox, or waits for room there).
+    ///
+    /// Fails, taking nothing, with [`NodeError::PayloadTooLarge`], [`NodeError::UnknownPeer`]
+    /// (no address known) or [`NodeError::QueueFull`] (`max_queued` payloads wait already).
+    pub fn submit(&mut self, now: Instant, to: &NodeId, payload: &[u8]) -> Result<(), NodeError> {
+        if payload.len() > self.config.max_payload {
+            return Err(NodeError::PayloadTooLarge {
+                len: payload.len(),
+                max: self.config.max_payload,
+            });
+        }
+        if *to == self.id {
+            return self.submit_to_self(payload);
+        }
+        let env = &mut self.env;
+        let peer = self.peers.get_mut(to).filter(|p| p.addr.is_some());
+        let peer = peer.ok_or(NodeError::UnknownPeer)?;
+        let send = peer.send.get_or_insert_with(|| SendRecord::new(env, now));
+        if send.queued() >= self.config.max_queued {
+            return Err(NodeError::QueueFull);
+        }
+        let copy = env.pool.copy_of(payload);
+        send.submit(env, now, copy);
+        self.mark_ready(to, now);
+        Ok(())
+    }
+
+    fn submit_to_self(&mut self, payload: &[u8]) -> Result<(), NodeError> {
+        if self.self_queue.is_empty() && !self.env.inbox.is_full() {
+            let copy = self.env.pool.copy_of(payload);
+            self.env.inbox.push(self.id.clone(), copy);
+            self.env.stats.self_delivered += 1;
+        } else if self.self_queue.len() < self.config.max_queued {
+            self.self_queue.push_back(self.env.pool.copy_of(payload));
+        } else {
+            return Err(NodeError::QueueFull);
+        }
+        Ok(())
+    }
+
+    /// Payloads accepted by [`Node::submit`] and not yet acknowledged (or, for this node
+    /// itself, not yet in the inbox).
+    pub fn unacknowledged(&self) -> usize {
+        self.self_queue.len() + self.peers.values().map(Peer::unacknowledged).sum::<usize>()
+    }
+
+    /// Payloads accepted for `peer` and not yet acknowledged.
+    pub fn unacknowledged_to(&self, peer: &NodeId) -> usize {
+        if *peer == self.id {
+            return self.self_queue.len();
+        }
+        self.peers.get(peer).map_or(0, Peer::unacknowledged)
+    }
+
+    /// True if [`Node::poll_delivery`] has a payload to return.
+    pub fn has_delivery(&self) -> bool {
+        self.env.inbox.len() > 0
+    }
+
+    /// Number of delivered payloads waiting for [`Node::poll_delivery`].
+    pub fn pending_deliveries(&self) -> usize {
+        self.env.inbox.len()
+    }
+
+    /// Copies the next delivered payload into `out` and says who sent it and how long it is.
+    /// Payloads come exactly once, in no particular order. If `out` is too short, fails with
+    /// [`NodeError::BufferTooSmall`] and keeps the payload.
+    pub fn poll_delivery(&mut self, out: &mut [u8]) -> Result<Option<Delivery>, NodeError> {
+        let Some((_, payload)) = self.env.inbox.front() else { return Ok(None) };
+        if payload.len() > out.len() {
+            return Err(NodeError::BufferTooSmall { needed: payload.len() });
+        }
+        let Some((from, payload)) = self.env.inbox.pop() else { return Ok(None) };
+        let len = payload.len();
+        out[..len].copy_from_slice(&payload);
+        self.env.pool.recycle(payload);
+        while !self.env.inbox.is_full() {
+            let Some(next) = self.self_queue.pop_front() else { break };
+            self.env.inbox.push(self.id.clone(), next);
+            self.env.stats.self_delivered += 1;
+        }
+        Ok(Some(Delivery { from, len }))
+    }
+
+    /// Makes room for one more peer by dropping one that holds nothing worth keeping.
+    fn make_room(&mut self) -> bool {
+        if self.peers.len() < self.config.max_peers {
+            return true;
+        }
+        // Prefer an entry without any record, else one whose receive record is safe to forget.
+        let victim = self
+            .peers
+            .iter()
+            .find(|(_, p)| p.evictable() && p.recv.is_none())
+            .or_else(|| self.peers.iter().find(|(_, p)| p.evictable()))
+            .map(|(id, _)| id.clone());
+        let Some(victim) = victim else { return false };
+        if let Some(peer) = self.peers.remove(&victim)
+            && peer.recv.is_some()
+        {
+            self.env.stats.receive_records_collected += 1;
+        }
+        true
+    }
+
+    fn mark_ready(&mut self, id: &NodeId, now: Instant) {
+        if let Some(peer) = self.peers.get_mut(id) {
+            Self::mark_peer(&mut self.ready, id, peer, now);
+        }
+    }
+
+    fn mark_peer(ready: &mut VecDeque<NodeId>, id: &NodeId, peer: &mut Peer, now: Instant) {
+        if peer.has_output() {
+            peer.pending_since.get_or_insert(now);
+            if !peer.in_ready {
+                peer.in_ready = true;
+                ready.push_back(id.clone());
+            }
+        }
+    }
+
+    /// Handles a datagram received from `from`. Invalid or foreign datagrams are counted
+    /// and dropped; nothing panics.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        let stats = &mut self.env.stats;
+        stats.datagrams_received += 1;
+        stats.bytes_received += bytes.len() as u64;
+        if bytes.len() > wire::MAX_DATAGRAM_LEN {
+            stats.oversized_dropped += 1;
+            return;
+        }
+        let Ok(datagram) = wire::decode_datagram(bytes) else {
+            stats.malformed_dropped += 1;
+            return;
+        };
+        if datagram.header.dst != self.id.as_str() {
+            stats.wrong_destination_dropped += 1;
+            return;
+        }
+        let src = match NodeId::new(datagram.header.src) {
+            Ok(src) if src != self.id => src,
+            _ => {
+                stats.malformed_dropped += 1;
+                return;
+            }
+        };
+        if !self.peers.contains_key(&src) {
+            if !self.make_room() {
+                self.env.stats.peer_limit_dropped += 1;
+                return;
+            }
+            self.peers.insert(src.clone(), Peer::new(&self.env, now, Some(from)));
+        }
+        let Some(peer) = self.peers.get_mut(&src) else { return };
+        // Mobility: the peer now sends from here.
+        if peer.heard(now, from) {
+            self.env.stats.address_changes += 1;
+        }
+        for record in datagram.records() {
+            peer.on_record(&mut self.env, now, &src, record);
+        }
+        Self::mark_peer(&mut self.ready, &src, peer, now);
+    }
+
+    /// Tells every peer in the table where this node is now, after its address changed
+    /// (peers otherwise learn it only from the next datagram this node sends them). Each peer
+    /// gets a small status record, repeated with backoff a few times until it answers.
+    pub fn announce(&mut self, now: Instant) {
+        for peer in self.peers.values_mut() {
+            if peer.addr.is_some() {
+                peer.announce(now);
+            }
+        }
+        self.handle_timeout(now);
+    }
+
+    /// Runs the timers that are due: retransmissions, probes, garbage collection.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for (id, peer) in self.peers.iter_mut() {
+            peer.on_timeout(&mut self.env, now);
+            Self::mark_peer(&mut self.ready, id, peer, now);
+        }
+    }
+
+    /// When [`Node::handle_timeout`] should be called next (`None`: nothing to wait for).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let coalesce = self.config.coalesce_delay;
+        self.peers.values().filter_map(|p| p.deadline(&self.env, coalesce)).min()
+    }
+
+    /// Writes the next datagram into `buf` (at most `max_datagram` of it is used) and returns
+    /// where to send it and its length; `None` once nothing is left to send now.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
+        let limit = buf.len().min(self.config.max_datagram);
+        let coalesce = self.config.coalesce_delay;
+        for _ in 0..self.ready.len() {
+            let id = self.ready.pop_front()?;
+            let Some(peer) = self.peers.get_mut(&id) else { continue };
+            peer.in_ready = false;
+            if !peer.has_output() {
+                peer.pending_since = None;
+                continue;
+            }
+            if peer.addr.is_none() {
+                peer.pending_since = None;
+                continue;
+            }
+            let waited = peer.pending_since.is_none_or(|since| now >= since + coalesce);
+            if !coalesce.is_zero() && !waited && peer.pending_bytes() < limit / 2 {
+                // Give the producer a moment to add more to this datagram.
+                peer.in_ready = true;
+                self.ready.push_back(id);
+                continue;
+            }
+            let header = Header { src: self.id.as_str(), dst: id.as_str(), flags: 0 };
+            let Ok(mut writer) = DatagramWriter::new(&mut buf[..limit], &header) else {
+                // The caller's buffer cannot even hold a header; keep the output for later.
+                peer.in_ready = true;
+                self.ready.push_back(id);
+                return None;
+            };
+            peer.write(&mut self.env, now, &mut writer);
+            let written = writer.finish();
+            if peer.has_output() {
+                peer.in_ready = true;
+                self.ready.push_back(id);
+            } else {
+                peer.pending_since = None;
+            }
+            if written.records == 0 {
+                continue;
+            }
+            let Some(addr) = peer.destination(now) else { continue };
+            self.env.stats.datagrams_sent += 1;
+            self.env.stats.bytes_sent += written.len as u64;
+            return Some((addr, written.len));
+        }
+        None
+    }
+}
