@@ -30,7 +30,7 @@ impl Pair {
         // Small capacities: credits run out and FLOWs (some of them stale) are frequent.
         let options = SocketOptions {
             capacity: 1 + (seed % 6) as u32,
-            batch: BatchPercent::new(if seed % 2 == 0 { 1 } else { 50 }).unwrap(),
+            batch: BatchPercent::new(if seed.is_multiple_of(2) { 1 } else { 50 }).unwrap(),
             ..SocketOptions::DEFAULT
         };
         let b =

@@ -280,11 +280,10 @@ impl<K: Copy + Eq, const LINKS: usize, const WAITERS: usize> Future
                 let poll = ledger.poll(queued);
                 if poll.is_ready() {
                     *key = None;
-                } else if let Some(waker) = ledger.waker_mut(queued) {
-                    if !waker.will_wake(cx.waker()) {
+                } else if let Some(waker) = ledger.waker_mut(queued)
+                    && !waker.will_wake(cx.waker()) {
                         waker.clone_from(cx.waker());
                     }
-                }
                 poll
             }
         });

@@ -1,0 +1,77 @@
+//! The one error type of the a3m API.
+
+use std::fmt;
+use std::io;
+
+/// Everything that can go wrong in a call of the a3m API.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The operation did not complete before its timeout.
+    Timeout,
+    /// A `try_` call could not complete without blocking.
+    WouldBlock,
+    /// The node or socket is closed.
+    Closed,
+    /// The socket has no link and none is being established (notify-if-none).
+    NoLinks,
+    /// The peer socket's protocol cannot talk to this one; the text says why.
+    IncompatibleProtocol(String),
+    /// An argument is invalid; the text says which and why.
+    InvalidArgument(String),
+    /// The destination node is not known (give its address first).
+    UnknownPeer(String),
+    /// A message is larger than the configured maximum.
+    MessageTooLarge {
+        /// Size of the message.
+        size: usize,
+        /// Largest size allowed.
+        max: usize,
+    },
+    /// The buffer given to a receive call is shorter than the message, which stays queued.
+    BufferTooSmall {
+        /// Length of the message.
+        needed: usize,
+    },
+    /// An operating-system call failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Timeout => f.write_str("operation timed out"),
+            Error::WouldBlock => f.write_str("operation would block"),
+            Error::Closed => f.write_str("closed"),
+            Error::NoLinks => f.write_str("no links"),
+            Error::IncompatibleProtocol(why) => write!(f, "incompatible protocol: {why}"),
+            Error::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
+            Error::UnknownPeer(node) => write!(f, "unknown peer node {node:?}"),
+            Error::MessageTooLarge { size, max } => {
+                write!(f, "message of {size} bytes exceeds the maximum of {max}")
+            }
+            Error::BufferTooSmall { needed } => {
+                write!(f, "receive buffer too small: the message has {needed} bytes")
+            }
+            Error::Io(e) => write!(f, "I/O error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+/// `Result` with the a3m [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,172 @@
+//! Two nodes over UDP loopback exchange payloads exactly once: in one process, in two
+//! processes, and while one of them moves to a new UDP port mid-stream.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use a3m::{Error, Node, NodeBuilder};
+
+const LOOPBACK: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+const WAIT: Duration = Duration::from_secs(30);
+
+fn start(id: &str) -> Node {
+    NodeBuilder::new(id)
+        .bind(LOOPBACK)
+        .max_datagram(65_507)
+        .socket_buffers(4 << 20, 4 << 20)
+        .start()
+        .expect("node starts")
+}
+
+/// Receives `count` payloads numbered by a little-endian u64 and checks each arrives once.
+fn receive_all(node: &Node, count: u64) {
+    let mut seen = HashSet::with_capacity(count as usize);
+    let mut buf = vec![0u8; 65_536];
+    for i in 0..count {
+        let (from, len) = node
+            .recv_into(&mut buf, Some(WAIT))
+            .unwrap_or_else(|e| panic!("receive {i} of {count}: {e}"));
+        assert_eq!(from.as_str(), "A");
+        assert!(len >= 8, "payload too short: {len}");
+        let n = u64::from_le_bytes(buf[..8].try_into().unwrap());
+        assert!(n < count, "payload number {n} out of range");
+        assert!(seen.insert(n), "payload {n} delivered twice");
+    }
+    assert!(
+        matches!(node.recv_timeout(Duration::from_millis(200)), Err(Error::Timeout)),
+        "an extra payload arrived after all {count}"
+    );
+}
+
+fn payload(n: u64, size: usize) -> Vec<u8> {
+    let mut p = vec![0xAB; size.max(8)];
+    p[..8].copy_from_slice(&n.to_le_bytes());
+    p
+}
+
+#[test]
+fn two_nodes_in_one_process_exchange_100k_payloads_exactly_once() {
+    let b = start("B");
+    let a = start("A");
+    a.add_peer("B", b.local_addr()).unwrap();
+    const COUNT: u64 = 100_000;
+    let sender = std::thread::spawn(move || {
+        for n in 0..COUNT {
+            a.send_to("B", &payload(n, 16)).expect("send");
+        }
+        let report = a.close(WAIT).expect("close");
+        assert_eq!(report.unacknowledged, 0, "every payload is acknowledged by close");
+    });
+    receive_all(&b, COUNT);
+    sender.join().unwrap();
+}
+
+/// The receiving half of `two_processes_exchange_100k_payloads_exactly_once`; runs only when
+/// that test starts this binary with `A3M_CHILD_ADDR_FILE` set.
+#[test]
+fn child_receiver_process() {
+    let Ok(addr_file) = std::env::var("A3M_CHILD_ADDR_FILE") else { return };
+    let count: u64 = std::env::var("A3M_CHILD_COUNT").unwrap().parse().unwrap();
+    let b = start("B");
+    std::fs::write(&addr_file, b.local_addr().to_string()).unwrap();
+    receive_all(&b, count);
+    // Stay up a little so the final acknowledgements reach the sender.
+    drop(b);
+}
+
+#[test]
+fn two_processes_exchange_100k_payloads_exactly_once() {
+    const COUNT: u64 = 100_000;
+    let dir = std::env::temp_dir().join(format!("a3m-udp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let addr_file = dir.join("addr");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_receiver_process", "--nocapture", "--test-threads", "1"])
+        .env("A3M_CHILD_ADDR_FILE", &addr_file)
+        .env("A3M_CHILD_COUNT", COUNT.to_string())
+        .spawn()
+        .expect("child process starts");
+    let mut addr = None;
+    for _ in 0..300 {
+        if let Ok(text) = std::fs::read_to_string(&addr_file)
+            && let Ok(a) = text.parse::<SocketAddr>()
+        {
+            addr = Some(a);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let addr = addr.expect("child process wrote its address within 30 s");
+    let a = start("A");
+    a.add_peer("B", addr).unwrap();
+    for n in 0..COUNT {
+        a.send_to("B", &payload(n, 16)).expect("send");
+    }
+    let report = a.close(WAIT).expect("close");
+    assert_eq!(report.unacknowledged, 0);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "child receiver failed: {status}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_node_that_rebinds_mid_stream_loses_and_duplicates_nothing() {
+    const COUNT: u64 = 20_000;
+    let b = start("B");
+    let a = start("A");
+    a.add_peer("B", b.local_addr()).unwrap();
+    let old_addr = a.local_addr();
+    let sender = std::thread::spawn(move || {
+        for n in 0..COUNT {
+            if n == COUNT / 2 {
+                let new_addr = a.rebind(LOOPBACK).expect("rebind");
+                assert_ne!(new_addr, old_addr);
+            }
+            a.send_to("B", &payload(n, 100)).expect("send");
+        }
+        let report = a.close(WAIT).expect("close");
+        assert_eq!(report.unacknowledged, 0);
+    });
+    receive_all(&b, COUNT);
+    sender.join().unwrap();
+}
+
+#[test]
+fn the_receiver_moving_is_learned_from_its_next_datagram() {
+    const COUNT: u64 = 10_000;
+    let b = start("B");
+    let a = start("A");
+    a.add_peer("B", b.local_addr()).unwrap();
+    b.add_peer("A", a.local_addr()).unwrap();
+    std::thread::scope(|scope| {
+        // B drains concurrently: its inbox is bounded, so a sender alone would block (by design).
+        let receiver = scope.spawn(|| receive_all(&b, COUNT));
+        for n in 0..COUNT / 2 {
+            a.send_to("B", &payload(n, 32)).unwrap();
+        }
+        let new_b = b.rebind(LOOPBACK).unwrap();
+        assert_eq!(new_b, b.local_addr());
+        b.send_to("A", b"moved").unwrap();
+        assert_eq!(a.recv_timeout(WAIT).unwrap().payload, b"moved");
+        for n in COUNT / 2..COUNT {
+            a.send_to("B", &payload(n, 32)).unwrap();
+        }
+        receiver.join().unwrap();
+    });
+    assert!(a.stats().address_changes >= 1, "A learned B's new address");
+}
+
+#[test]
+fn errors_are_clear() {
+    let a = start("A");
+    assert!(matches!(NodeBuilder::new("").start(), Err(Error::InvalidArgument(_))));
+    assert!(matches!(a.send_to("nobody", b"x"), Err(Error::UnknownPeer(_))));
+    assert!(matches!(a.try_recv(), Err(Error::WouldBlock)));
+    assert!(matches!(a.recv_timeout(Duration::from_millis(10)), Err(Error::Timeout)));
+    let huge = vec![0u8; 1 << 20];
+    a.add_peer("B", "127.0.0.1:9".parse().unwrap()).unwrap();
+    assert!(matches!(a.send_to("B", &huge), Err(Error::MessageTooLarge { .. })));
+}
