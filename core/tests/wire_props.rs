@@ -160,11 +160,12 @@ fn check_whatever_decodes(input: &[u8]) {
     assert_eq!(records.len(), datagram.record_count());
     for record in &records {
         if let Record::Token(t) = record
-            && let Ok(msg) = message::decode(t.payload) {
-                let mut buf = vec![0u8; t.payload.len()];
-                let n = message::encode(&msg, &mut buf).unwrap();
-                assert_eq!(message::decode(&buf[..n]).unwrap(), msg);
-            }
+            && let Ok(msg) = message::decode(t.payload)
+        {
+            let mut buf = vec![0u8; t.payload.len()];
+            let n = message::encode(&msg, &mut buf).unwrap();
+            assert_eq!(message::decode(&buf[..n]).unwrap(), msg);
+        }
     }
     let mut buf = vec![0u8; input.len()];
     let out = wire::encode_datagram(&mut buf, &datagram.header, &records).unwrap();

@@ -281,9 +281,10 @@ impl<K: Copy + Eq, const LINKS: usize, const WAITERS: usize> Future
                 if poll.is_ready() {
                     *key = None;
                 } else if let Some(waker) = ledger.waker_mut(queued)
-                    && !waker.will_wake(cx.waker()) {
-                        waker.clone_from(cx.waker());
-                    }
+                    && !waker.will_wake(cx.waker())
+                {
+                    waker.clone_from(cx.waker());
+                }
                 poll
             }
         });

@@ -576,18 +576,20 @@ impl<K: Copy + Eq, W, const LINKS: usize, const REQUESTS: usize> Ledger<K, W, LI
 
     fn signal(&mut self, index: usize) {
         if let Some(request) = &mut self.requests[index]
-            && !request.signal {
-                request.signal = true;
-                self.signals += 1;
-            }
+            && !request.signal
+        {
+            request.signal = true;
+            self.signals += 1;
+        }
     }
 
     fn unsignal(&mut self, index: usize) {
         if let Some(request) = &mut self.requests[index]
-            && request.signal {
-                request.signal = false;
-                self.signals -= 1;
-            }
+            && request.signal
+        {
+            request.signal = false;
+            self.signals -= 1;
+        }
     }
 
     fn remove(&mut self, index: usize) -> Option<Request<K, W>> {
