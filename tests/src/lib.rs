@@ -1,1 +1,3 @@
 //! Test support for a3m: the deterministic network simulator lives here.
+
+pub mod sim;
