@@ -47,8 +47,10 @@ pub struct NodeConfig {
     /// dropped; receivers probe a silent sender after twice this (default 5 s, at least 1 ms).
     pub idle_timeout: Duration,
     /// Inactivity after which a receive record is dropped, if that is safe (default 10 min,
-    /// at least `idle_timeout`). A record whose sender may still hold tokens for delivered
-    /// slots is never dropped, so this only bounds memory.
+    /// at least `idle_timeout` and 4 × `rto_max`). A record whose sender may still hold tokens
+    /// for delivered slots is never dropped, so this only bounds memory. The floor keeps a
+    /// freshly granted record alive for longer than its tokens can take to arrive: dropping it
+    /// sooner would answer every token with "incarnation gone" and stall delivery for ever.
     pub receive_idle_timeout: Duration,
     /// Initial value of the node clock (default 1). A node that restarts must start above
     /// the clock it reached before (see [`crate::node::Node::clock`]), e.g. from a wall clock.
@@ -97,7 +99,7 @@ impl NodeConfig {
             rto_max,
             rto_initial: self.rto_initial.clamp(rto_min, rto_max),
             idle_timeout,
-            receive_idle_timeout: self.receive_idle_timeout.max(idle_timeout),
+            receive_idle_timeout: self.receive_idle_timeout.max(idle_timeout).max(rto_max * 4),
             initial_clock: self.initial_clock,
         }
     }
@@ -212,4 +214,20 @@ pub struct NodeStats {
     pub send_records_collected: u64,
     /// Receive records dropped.
     pub receive_records_collected: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_receive_record_outlives_the_longest_retransmission_timeout() {
+        let config = NodeConfig {
+            idle_timeout: Duration::from_millis(1),
+            receive_idle_timeout: Duration::from_millis(1),
+            ..NodeConfig::default()
+        }
+        .validated();
+        assert!(config.receive_idle_timeout >= config.rto_max * 4);
+    }
 }
