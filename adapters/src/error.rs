@@ -13,10 +13,21 @@ pub enum Error {
     WouldBlock,
     /// The node or socket is closed.
     Closed,
-    /// The socket has no link and none is being established (notify-if-none).
+    /// The socket has no link at all: a receiver's end of stream once its senders
+    /// unlinked, or any blocking call on a link-free socket with notify-if-none set.
     NoLinks,
     /// The peer socket's protocol cannot talk to this one; the text says why.
     IncompatibleProtocol(String),
+    /// A link this socket asked for was refused for another reason (the peer does not take
+    /// link requests, is closing, or its protocol rejected us); the text says why.
+    LinkRefused(String),
+    /// The socket's type does not do this (e.g. receiving on a push socket).
+    Unsupported(String),
+    /// A configured limit was reached (sockets per node, links per socket); the text says
+    /// which.
+    LimitReached(String),
+    /// More threads wait on one socket or poller at once than it has room for.
+    TooManyWaiters,
     /// An argument is invalid; the text says which and why.
     InvalidArgument(String),
     /// The destination node is not known (give its address first).
@@ -45,6 +56,10 @@ impl fmt::Display for Error {
             Error::Closed => f.write_str("closed"),
             Error::NoLinks => f.write_str("no links"),
             Error::IncompatibleProtocol(why) => write!(f, "incompatible protocol: {why}"),
+            Error::LinkRefused(why) => write!(f, "link refused: {why}"),
+            Error::Unsupported(why) => write!(f, "unsupported: {why}"),
+            Error::LimitReached(why) => write!(f, "limit reached: {why}"),
+            Error::TooManyWaiters => f.write_str("too many threads waiting at once"),
             Error::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
             Error::UnknownPeer(node) => write!(f, "unknown peer node {node:?}"),
             Error::MessageTooLarge { size, max } => {

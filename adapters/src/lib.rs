@@ -1,26 +1,65 @@
-//! a3m: brokerless messaging with exactly-once delivery.
+//! a3m: brokerless messaging with ZeroMQ-style sockets and exactly-once delivery.
 //!
 //! This is the crate applications add. A [`Node`] is one a3m instance: it owns a UDP socket
-//! and a reader thread, and exchanges messages with other nodes exactly once, over a network
-//! that may lose, duplicate and reorder datagrams, split for a while, or move a node to a new
-//! address.
+//! and a reader thread. Its [`Socket`]s link to sockets of other nodes (or of the same
+//! node) and exchange messages over those links: exactly once, in order per link, with
+//! per-link credit flow control, over a network that may lose, duplicate and reorder
+//! datagrams, split for a while, or move a node to a new address.
 //!
-//! ```no_run
+//! ```
 //! use std::time::Duration;
+//! // Node B has a pull socket "sink"; node A pushes to it.
 //! let b = a3m::NodeBuilder::new("B").start()?;
 //! let a = a3m::NodeBuilder::new("A").peer("B", b.local_addr()).start()?;
-//! a.send_to("B", b"hello")?;
-//! let msg = b.recv_timeout(Duration::from_secs(5))?;
-//! assert_eq!(msg.payload, b"hello");
+//! let sink = b.socket_with(
+//!     "sink",
+//!     Box::new(a3m::Pull::new()),
+//!     a3m::SocketOptions::new().notify_if_none(true),
+//! )?;
+//! let source = a.push("source")?;
+//! source.link("B/sink")?;
+//! for i in 0..3u8 {
+//!     source.send(&[i])?;
+//! }
+//! // Unlinking ends the stream once the sink has received everything.
+//! source.close(Duration::from_secs(5))?;
+//! let mut got = Vec::new();
+//! loop {
+//!     match sink.recv() {
+//!         Ok(message) => got.extend(message),
+//!         Err(a3m::Error::NoLinks) => break, // end of stream
+//!         Err(e) => return Err(e),
+//!     }
+//! }
+//! assert_eq!(got, [0, 1, 2]);
 //! # Ok::<(), a3m::Error>(())
 //! ```
+//!
+//! Socket types are [`Protocol`]s: [`Push`] and [`Pull`] are built in, and applications
+//! can write their own ([`Node::socket`] takes any). Sockets are `Send + Sync`; blocking
+//! calls have timeout and non-blocking variants, and several sockets can be waited on at
+//! once with a [`Poller`] or [`poll()`].
 #![forbid(unsafe_code)]
 
 mod error;
 mod node;
+mod options;
+mod poll;
+mod reader;
+mod runtime;
+mod socket;
 
 pub use a3m_core as core;
-pub use a3m_core::id::{NodeId, SocketId, TagId};
+pub use a3m_core::id::{LinkIncarnation, NodeId, SocketId, TagId};
+pub use a3m_core::link::{Backoff, LinkPhase, RefusalCode};
 pub use a3m_core::node::{NodeConfig, NodeStats};
+pub use a3m_core::poll::{Events, Interest, PollEvent, PollId, PollRequest, Pollable};
+pub use a3m_core::socket::{
+    Control, LayerConfig, LayerStats, LinkSet, LinkView, PULL, PUSH, Protocol, ProtocolId, Pull,
+    Push, RoundRobin, Route,
+};
 pub use error::{Error, Result};
 pub use node::{CloseReport, Delivery, Node, NodeBuilder};
+pub use options::SocketOptions;
+pub use poll::{Poller, poll};
+pub use socket::{IntoSocketId, LinkEvent, LinkInfo, Socket, SocketCloseReport};

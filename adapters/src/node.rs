@@ -1,33 +1,34 @@
-//! The std runtime of a node: a UDP socket, one reader thread, and thread-safe handles.
+//! A node: one a3m instance with its UDP socket, its reader thread and its sockets.
 //!
-//! The protocol lives in the sans-I/O [`a3m_core::node::Node`]; this module only moves
-//! bytes and time in and out of it, as A3M's middleware thread does (thesis §4.3.8):
+//! The protocol lives in the sans-I/O core ([`a3m_core::node::Node`], the exactly-once
+//! transport, and [`a3m_core::socket::SocketLayer`], the sockets on top of it); this module
+//! starts the runtime around them ([`crate::runtime`], the reader thread) and hands out
+//! [`Socket`]s.
 //!
-//! * one **reader thread** per node waits on the platform reactor (socket readable, a wake-up
-//!   from an application thread, the core's next deadline), feeds the core, and sends what
-//!   the core wants sent, in batches (`recvmmsg`/`sendmmsg` on Linux);
-//! * **application threads** call [`Node::send_to`] / [`Node::recv`] under the node lock, and
-//!   wake the reader only when it has something new to send.
+//! Below the sockets, a node also offers the transport itself: a raw **datagram service**
+//! between nodes ([`Node::send_to`], [`Node::recv`]) that delivers each payload exactly once,
+//! in no particular order, without links or flow control. It is the layer the sockets stand
+//! on, kept for tools that measure or test the transport.
 
-use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant as StdInstant};
 
-use a3m_core::id::NodeId;
+use a3m_core::id::{NodeId, SocketId};
 use a3m_core::node::{Node as CoreNode, NodeConfig, NodeError, NodeStats};
-use a3m_platform::reactor::{Clock, Event, Events, Interest, Reactor, ReactorWaker, Token};
-use a3m_platform::udp::{RecvBatch, SendBatch, UdpConfig, UdpSocket};
+use a3m_core::socket::{LayerConfig, LayerStats, Protocol, Pull, Push, SocketError, SocketLayer};
+use a3m_platform::parker::StdClock;
+use a3m_platform::reactor::{Clock, Interest, Reactor};
+use a3m_platform::udp::{UdpConfig, UdpSocket};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
-
-/// Datagrams moved per `recvmmsg`/`sendmmsg` call (the platform's maximum).
-const BATCH: usize = 64;
-/// Socket token of the node's UDP socket in the reactor.
-const SOCKET: Token = Token(0);
+use crate::options::SocketOptions;
+use crate::reader::{Reader, SOCKET};
+use crate::runtime::{MESSAGE_OVERHEAD, RAW_DATAGRAM, Shared, State};
+use crate::socket::{Socket, parse_node_id, parse_tag};
 
 /// Starts a [`Node`]: its name, its UDP address, the peers it knows, and its options.
 #[derive(Debug, Clone)]
@@ -36,6 +37,7 @@ pub struct NodeBuilder {
     bind: SocketAddr,
     peers: Vec<(String, SocketAddr)>,
     config: NodeConfig,
+    layer: LayerConfig,
     recv_buffer: Option<usize>,
     send_buffer: Option<usize>,
     linger: Duration,
@@ -49,6 +51,7 @@ impl NodeBuilder {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             peers: Vec::new(),
             config: NodeConfig::default(),
+            layer: LayerConfig { max_payload: usize::MAX, ..LayerConfig::DEFAULT },
             recv_buffer: None,
             send_buffer: None,
             linger: Duration::from_secs(1),
@@ -73,8 +76,10 @@ impl NodeBuilder {
         self
     }
 
-    /// Largest message the node sends (default 1300 bytes). It is capped so that one message
-    /// always fits one datagram of [`max_datagram`](Self::max_datagram) bytes.
+    /// Largest transport payload (default 1300 bytes). It is capped so that one payload
+    /// always fits one datagram of [`max_datagram`](Self::max_datagram) bytes. A socket
+    /// message can be up to 82 bytes shorter ([`Socket::max_message`]), a raw datagram 1
+    /// byte shorter ([`Node::max_datagram_payload`]).
     pub fn max_message(mut self, bytes: usize) -> Self {
         self.config.max_payload = bytes;
         self
@@ -87,22 +92,29 @@ impl NodeBuilder {
         self
     }
 
-    /// How long dropping the node waits for sent messages to be acknowledged (default 1 s).
+    /// How long dropping the node waits for its sockets to finish unlinking and for sent
+    /// messages to be acknowledged (default 1 s).
     pub fn linger(mut self, linger: Duration) -> Self {
         self.linger = linger;
         self
     }
 
-    /// Changes any protocol option of the core (window, queue sizes, timers...).
+    /// Changes any option of the exactly-once transport (window, queue sizes, timers...).
     pub fn configure(mut self, change: impl FnOnce(&mut NodeConfig)) -> Self {
         change(&mut self.config);
         self
     }
 
+    /// Changes the socket layer's limits (sockets per node, buffered events...). Its
+    /// `max_payload` is capped to what the transport can carry.
+    pub fn configure_sockets(mut self, change: impl FnOnce(&mut LayerConfig)) -> Self {
+        change(&mut self.layer);
+        self
+    }
+
     /// Binds the socket and starts the reader thread.
     pub fn start(self) -> Result<Node> {
-        let id = NodeId::new(&self.id)
-            .map_err(|e| Error::InvalidArgument(format!("node id {:?}: {e}", self.id)))?;
+        let id = parse_node_id(&self.id)?;
         if self.config.max_datagram < 64 || self.config.max_datagram > 65_507 {
             return Err(Error::InvalidArgument(format!(
                 "max_datagram {} is outside 64..=65507",
@@ -111,6 +123,14 @@ impl NodeBuilder {
         }
         let mut core = CoreNode::new(id.clone(), self.config.clone());
         let max_payload = core.max_payload();
+        let Some(max_message) = max_payload.checked_sub(MESSAGE_OVERHEAD).filter(|&m| m > 0) else {
+            return Err(Error::InvalidArgument(format!(
+                "max_message {max_payload} leaves no room for the {MESSAGE_OVERHEAD}-byte \
+                 socket message header"
+            )));
+        };
+        let layer_config =
+            LayerConfig { max_payload: self.layer.max_payload.min(max_message), ..self.layer };
         for (peer, addr) in &self.peers {
             let peer = parse_node_id(peer)?;
             core.set_peer_addr(peer, *addr).map_err(map_node_error)?;
@@ -121,24 +141,20 @@ impl NodeBuilder {
         let local_addr = socket.local_addr()?;
         let reactor = Reactor::new()?;
         reactor.register(&socket, SOCKET, Interest::READABLE)?;
+        let layer = SocketLayer::new(id.clone(), layer_config);
         let shared = Arc::new(Shared {
             id,
-            state: Mutex::new(State {
-                core,
-                local_addr,
-                pending_socket: None,
-                closed: false,
-                delivered_waiters: 0,
-                progress_waiters: 0,
-            }),
+            state: Mutex::new(State::new(core, layer, local_addr)),
             delivered: Condvar::new(),
             progress: Condvar::new(),
             flush_requested: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             waker: reactor.waker(),
-            clock: Clock::new(),
+            // The process clock's epoch: deadlines of blocking calls (taken by the thread
+            // parker on that clock) and of the core are on one scale.
+            clock: Clock::with_epoch(StdClock::process().epoch()),
             max_datagram: self.config.max_datagram,
-            max_payload,
+            max_raw: max_payload - 1,
             udp_config,
         });
         let reader_shared = Arc::clone(&shared);
@@ -149,7 +165,7 @@ impl NodeBuilder {
     }
 }
 
-/// A message delivered to this node.
+/// A raw datagram delivered to this node ([`Node::recv`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     /// The node that sent it.
@@ -161,48 +177,34 @@ pub struct Delivery {
 /// What [`Node::close`] left behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CloseReport {
-    /// Messages accepted by `send` that were not acknowledged before the timeout.
+    /// Messages (socket messages and raw datagrams) accepted and not acknowledged by their
+    /// receivers before the timeout.
     pub unacknowledged: usize,
+    /// Sockets whose links had not all finished unlinking before the timeout.
+    pub sockets_open: usize,
 }
 
-/// A running node: sends and receives messages exactly once, over UDP.
+/// A running node: its sockets exchange messages exactly once, over UDP.
 ///
-/// `Node` is `Send + Sync`: share it between threads with `&Node` or `Arc<Node>`.
-/// Dropping it closes it, waiting up to its linger time for sent messages to be acknowledged.
+/// ```
+/// use std::time::Duration;
+/// let b = a3m::NodeBuilder::new("B").start()?;
+/// let a = a3m::NodeBuilder::new("A").peer("B", b.local_addr()).start()?;
+/// let sink = b.pull("sink")?;
+/// let source = a.push("source")?;
+/// source.link("B/sink")?;
+/// source.send(b"hello")?;
+/// assert_eq!(sink.recv_timeout(Duration::from_secs(5))?, b"hello");
+/// # Ok::<(), a3m::Error>(())
+/// ```
+///
+/// `Node` is `Send + Sync`: share it between threads with `&Node` or `Arc<Node>`. Dropping
+/// it closes it (see [`Node::close`]), waiting up to its linger time.
 #[derive(Debug)]
 pub struct Node {
     shared: Arc<Shared>,
     reader: Option<JoinHandle<()>>,
     linger: Duration,
-}
-
-#[derive(Debug)]
-struct Shared {
-    id: NodeId,
-    state: Mutex<State>,
-    /// Signalled when new messages can be received.
-    delivered: Condvar,
-    /// Signalled when acknowledgements free queue space or the node closes.
-    progress: Condvar,
-    /// Set by application threads that queued something; cleared by the reader as it flushes.
-    flush_requested: AtomicBool,
-    stop: AtomicBool,
-    waker: ReactorWaker,
-    clock: Clock,
-    max_datagram: usize,
-    max_payload: usize,
-    udp_config: UdpConfig,
-}
-
-#[derive(Debug)]
-struct State {
-    core: CoreNode,
-    local_addr: SocketAddr,
-    /// A socket `rebind` created, for the reader to switch to.
-    pending_socket: Option<UdpSocket>,
-    closed: bool,
-    delivered_waiters: usize,
-    progress_waiters: usize,
 }
 
 impl Node {
@@ -216,13 +218,98 @@ impl Node {
         self.shared.state.lock().local_addr
     }
 
-    /// Tells the node where peer `id` lives (or now lives).
+    /// Tells the node where peer `id` lives (or now lives). Peers that contact this node
+    /// first are learned from their datagrams.
     pub fn add_peer(&self, id: &str, addr: SocketAddr) -> Result<()> {
         let peer = parse_node_id(id)?;
         self.shared.state.lock().core.set_peer_addr(peer, addr).map_err(map_node_error)
     }
 
-    /// Sends `payload` to node `peer` exactly once, blocking while the peer's queue is full.
+    // ----- sockets -----
+
+    /// Creates a socket of any type (a built-in one such as [`crate::Push`], or one of
+    /// yours implementing [`Protocol`]) with default options. `tag` names it on this node:
+    /// peers link to `"node/tag"`.
+    pub fn socket(&self, tag: &str, protocol: impl Protocol + 'static) -> Result<Socket> {
+        self.socket_with(tag, Box::new(protocol), SocketOptions::new())
+    }
+
+    /// Creates a socket with the given options.
+    pub fn socket_with(
+        &self,
+        tag: &str,
+        protocol: Box<dyn Protocol>,
+        options: SocketOptions,
+    ) -> Result<Socket> {
+        let tag = parse_tag(tag)?;
+        let options = options.to_core()?;
+        let mut state = self.lock_open()?;
+        let max = state.layer.config().max_payload;
+        if protocol.metadata().len() > max {
+            return Err(Error::InvalidArgument(format!(
+                "the {} protocol's metadata ({} bytes) exceeds {max} bytes",
+                protocol.name(),
+                protocol.metadata().len()
+            )));
+        }
+        let key =
+            state.layer.create_socket_with(tag.clone(), protocol, options).map_err(
+                |e| match e {
+                    SocketError::TagInUse => {
+                        Error::InvalidArgument(format!("a socket with tag {tag} exists"))
+                    }
+                    SocketError::TooManySockets => Error::LimitReached(format!(
+                        "{} sockets on node {}",
+                        state.layer.config().max_sockets,
+                        self.id()
+                    )),
+                    other => Error::InvalidArgument(other.to_string()),
+                },
+            )?;
+        let cell = state.add_socket(key, SocketId::new(self.id().clone(), tag));
+        drop(state);
+        Ok(Socket::new(Arc::clone(&self.shared), cell))
+    }
+
+    /// Creates a push socket: it sends each message to one of its links in turn (those
+    /// with a credit), never receives; it links with pull sockets.
+    pub fn push(&self, tag: &str) -> Result<Socket> {
+        self.socket(tag, Push::new())
+    }
+
+    /// Creates a pull socket: it receives from its links in turn, each link in order,
+    /// never sends; it links with push sockets.
+    pub fn pull(&self, tag: &str) -> Result<Socket> {
+        self.socket(tag, Pull::new())
+    }
+
+    /// Socket messages the transport refused for good and that were dropped: their peer
+    /// node's address was unknown (or forgotten), or a control message was too large. Not
+    /// zero means a link may never finish its handshake or unlinking.
+    pub fn undeliverable_messages(&self) -> u64 {
+        self.shared.state.lock().dropped_outgoing
+    }
+
+    /// A snapshot of the socket layer's counters.
+    pub fn socket_stats(&self) -> LayerStats {
+        *self.shared.state.lock().layer.stats()
+    }
+
+    fn lock_open(&self) -> Result<MutexGuard<'_, State>> {
+        let state = self.shared.state.lock();
+        if state.closed { Err(Error::Closed) } else { Ok(state) }
+    }
+
+    // ----- the raw datagram service -----
+
+    /// Largest payload of [`Node::send_to`].
+    pub fn max_datagram_payload(&self) -> usize {
+        self.shared.max_raw
+    }
+
+    /// Sends a raw datagram to node `peer`, delivered exactly once (in no particular order
+    /// relative to others), blocking while the peer's queue is full. This is the transport
+    /// under the sockets; applications normally use [`Socket`]s.
     pub fn send_to(&self, peer: &str, payload: &[u8]) -> Result<()> {
         self.send_inner(peer, payload, None)
     }
@@ -242,58 +329,52 @@ impl Node {
 
     fn send_inner(&self, peer: &str, payload: &[u8], deadline: Option<StdInstant>) -> Result<()> {
         let peer = parse_node_id(peer)?;
-        if payload.len() > self.shared.max_payload {
-            return Err(Error::MessageTooLarge {
-                size: payload.len(),
-                max: self.shared.max_payload,
-            });
+        if payload.len() > self.shared.max_raw {
+            return Err(Error::MessageTooLarge { size: payload.len(), max: self.shared.max_raw });
         }
         let mut state = self.shared.state.lock();
         loop {
             if state.closed {
                 return Err(Error::Closed);
             }
-            let now = self.shared.clock.now();
-            match state.core.submit(now, &peer, payload) {
+            let now = self.shared.now();
+            let result = {
+                let s = &mut *state;
+                s.raw_out.clear();
+                s.raw_out.push(RAW_DATAGRAM);
+                s.raw_out.extend_from_slice(payload);
+                s.core.submit(now, &peer, &s.raw_out)
+            };
+            match result {
                 Ok(()) => break,
-                Err(NodeError::QueueFull) => {
-                    // The reader may not know there is work queued yet.
-                    drop(state);
-                    self.request_flush();
-                    state = self.shared.state.lock();
-                    if !wait_until(&self.shared.progress, &mut state, deadline, |s| {
-                        &mut s.progress_waiters
-                    }) {
-                        return Err(Error::Timeout);
-                    }
-                }
+                Err(NodeError::QueueFull) => {}
                 Err(e) => return Err(map_node_error_for(e, Some(&peer))),
+            }
+            // The reader may not know there is work queued yet.
+            drop(state);
+            self.shared.request_flush();
+            state = self.shared.state.lock();
+            if !wait_until(&self.shared.progress, &mut state, deadline, |s| &mut s.progress_waiters)
+            {
+                return Err(Error::Timeout);
             }
         }
         drop(state);
-        self.request_flush();
+        self.shared.request_flush();
         Ok(())
     }
 
-    fn request_flush(&self) {
-        if !self.shared.flush_requested.swap(true, Ordering::AcqRel) {
-            // An I/O error of the eventfd can only mean the reader is gone; the next call sees
-            // `closed`. Nothing accepted is lost: it stays queued in the core.
-            let _ = self.shared.waker.wake();
-        }
-    }
-
-    /// Receives the next message, blocking until one arrives.
+    /// Receives the next raw datagram, blocking until one arrives.
     pub fn recv(&self) -> Result<Delivery> {
         self.recv_inner(None)
     }
 
-    /// Receives the next message, failing with [`Error::Timeout`] after `timeout`.
+    /// Receives the next raw datagram, failing with [`Error::Timeout`] after `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Delivery> {
         self.recv_inner(Some(StdInstant::now() + timeout))
     }
 
-    /// Receives a message if one is waiting, else fails with [`Error::WouldBlock`].
+    /// Receives a raw datagram if one is waiting, else fails with [`Error::WouldBlock`].
     pub fn try_recv(&self) -> Result<Delivery> {
         self.recv_inner(Some(StdInstant::now())).map_err(|e| match e {
             Error::Timeout => Error::WouldBlock,
@@ -301,21 +382,26 @@ impl Node {
         })
     }
 
-    /// Receives the next message into `buf` (at least the configured maximum payload long),
-    /// waiting up to `timeout` (`None`: forever). Returns the sender and the length.
+    /// Receives the next raw datagram into `buf` (at least
+    /// [`max_datagram_payload`](Self::max_datagram_payload) long), waiting up to `timeout`
+    /// (`None`: forever). Returns the sender and the length.
     pub fn recv_into(&self, buf: &mut [u8], timeout: Option<Duration>) -> Result<(NodeId, usize)> {
         let deadline = timeout.map(|t| StdInstant::now() + t);
         let mut state = self.shared.state.lock();
         loop {
-            match state.core.poll_delivery(buf).map_err(map_node_error)? {
-                Some(d) => {
+            match state.take_raw_into(buf) {
+                Ok(Some((from, len))) => {
+                    // The raw inbox had been full: the reader may now take more deliveries.
+                    let more = state.deliveries_waiting();
                     drop(state);
-                    // Taking a message frees inbox room: the reader may now accept tokens.
-                    self.request_flush();
-                    return Ok((d.from, d.len));
+                    if more {
+                        self.shared.request_flush();
+                    }
+                    return Ok((from, len));
                 }
-                None if state.closed => return Err(Error::Closed),
-                None => {
+                Err(needed) => return Err(Error::BufferTooSmall { needed }),
+                Ok(None) if state.closed => return Err(Error::Closed),
+                Ok(None) => {
                     if !wait_until(&self.shared.delivered, &mut state, deadline, |s| {
                         &mut s.delivered_waiters
                     }) {
@@ -327,7 +413,7 @@ impl Node {
     }
 
     fn recv_inner(&self, deadline: Option<StdInstant>) -> Result<Delivery> {
-        let mut buf = vec![0u8; self.shared.max_payload];
+        let mut buf = vec![0u8; self.shared.max_raw];
         loop {
             let timeout = deadline.map(|d| d.saturating_duration_since(StdInstant::now()));
             match self.recv_into(&mut buf, timeout) {
@@ -342,6 +428,8 @@ impl Node {
         }
     }
 
+    // ----- the node as a whole -----
+
     /// Moves the node to a new UDP address mid-stream (a roaming device changing network).
     ///
     /// Peers learn the new address from the next datagram they receive; nothing in flight is
@@ -350,10 +438,7 @@ impl Node {
         let socket = UdpSocket::bind_with(addr, &self.shared.udp_config)?;
         let new_addr = socket.local_addr()?;
         {
-            let mut state = self.shared.state.lock();
-            if state.closed {
-                return Err(Error::Closed);
-            }
+            let mut state = self.lock_open()?;
             state.pending_socket = Some(socket);
             state.local_addr = new_addr;
         }
@@ -361,33 +446,44 @@ impl Node {
         Ok(new_addr)
     }
 
-    /// Messages accepted by `send` and not yet acknowledged by their receivers.
+    /// Messages (socket messages and raw datagrams) accepted and not yet acknowledged by
+    /// their receivers.
     pub fn unacknowledged(&self) -> usize {
-        self.shared.state.lock().core.unacknowledged()
+        self.shared.state.lock().unacknowledged()
     }
 
-    /// A snapshot of the node's protocol counters.
+    /// A snapshot of the transport's counters.
     pub fn stats(&self) -> NodeStats {
         self.shared.state.lock().core.stats().clone()
     }
 
-    /// Closes the node: waits up to `timeout` until every sent message is acknowledged, then
-    /// stops the reader thread. Reports how many messages were still unacknowledged.
+    /// Closes the node: closes every socket still open (their links unlink once what was
+    /// sent on them has been received) and waits, up to `timeout` in all, for the sockets to
+    /// finish and for every sent message to be acknowledged; then stops the reader thread.
+    /// Socket handles still around fail with [`Error::Closed`] from then on.
     pub fn close(mut self, timeout: Duration) -> Result<CloseReport> {
         self.shutdown(timeout)
     }
 
     fn shutdown(&mut self, timeout: Duration) -> Result<CloseReport> {
         let Some(reader) = self.reader.take() else {
-            return Ok(CloseReport { unacknowledged: 0 });
+            return Ok(CloseReport { unacknowledged: 0, sockets_open: 0 });
         };
         let deadline = StdInstant::now() + timeout;
         let mut state = self.shared.state.lock();
-        while state.core.unacknowledged() > 0 {
+        let now = self.shared.now();
+        for key in state.socket_keys() {
+            if !state.layer.is_closing(key) {
+                // Cannot fail: the socket is open.
+                let _ = state.layer.close(now, key);
+            }
+        }
+        self.shared.settle(&mut state, now);
+        while state.socket_count() > 0 || state.unacknowledged() > 0 {
             drop(state);
-            self.request_flush();
+            self.shared.request_flush();
             state = self.shared.state.lock();
-            if state.core.unacknowledged() == 0 {
+            if state.socket_count() == 0 && state.unacknowledged() == 0 {
                 break;
             }
             if !wait_until(&self.shared.progress, &mut state, Some(deadline), |s| {
@@ -396,15 +492,18 @@ impl Node {
                 break;
             }
         }
-        let unacknowledged = state.core.unacknowledged();
-        state.closed = true;
+        let report = CloseReport {
+            unacknowledged: state.unacknowledged(),
+            sockets_open: state.socket_count(),
+        };
+        state.close_all();
         drop(state);
-        self.shared.stop.store(true, Ordering::Release);
+        self.shared.stop.store(true, std::sync::atomic::Ordering::Release);
         let _ = self.shared.waker.wake();
         self.shared.delivered.notify_all();
         self.shared.progress.notify_all();
         reader.join().map_err(|_| Error::Io(std::io::Error::other("reader thread panicked")))?;
-        Ok(CloseReport { unacknowledged })
+        Ok(report)
     }
 }
 
@@ -439,10 +538,6 @@ fn wait_until(
     !timed_out || deadline.is_none()
 }
 
-fn parse_node_id(id: &str) -> Result<NodeId> {
-    NodeId::new(id).map_err(|e| Error::InvalidArgument(format!("node id {id:?}: {e}")))
-}
-
 /// Maps a core error; `peer` names the node the call was about, if any.
 fn map_node_error_for(e: NodeError, peer: Option<&NodeId>) -> Error {
     match e {
@@ -457,172 +552,4 @@ fn map_node_error_for(e: NodeError, peer: Option<&NodeId>) -> Error {
 
 fn map_node_error(e: NodeError) -> Error {
     map_node_error_for(e, None)
-}
-
-/// The reader thread's own state: the reactor, the socket and reusable batch buffers.
-struct Reader {
-    shared: Arc<Shared>,
-    reactor: Reactor,
-    socket: UdpSocket,
-    events: Events,
-    recv: RecvBatch,
-    send: SendBatch,
-    watching_writable: bool,
-}
-
-impl Reader {
-    fn new(shared: Arc<Shared>, reactor: Reactor, socket: UdpSocket) -> Self {
-        let max = shared.max_datagram;
-        Self {
-            shared,
-            reactor,
-            socket,
-            events: Events::with_capacity(16),
-            recv: RecvBatch::new(BATCH, 65_536),
-            send: SendBatch::new(BATCH, max),
-            watching_writable: false,
-        }
-    }
-
-    fn run(mut self) {
-        while !self.shared.stop.load(Ordering::Acquire) {
-            if let Err(e) = self.turn() {
-                // A failing reactor or socket leaves the node unable to make progress: close it
-                // so blocked callers get `Closed` instead of hanging.
-                eprintln!("a3m node {}: reader stopped: {e}", self.shared.id);
-                let mut state = self.shared.state.lock();
-                state.closed = true;
-                drop(state);
-                self.shared.delivered.notify_all();
-                self.shared.progress.notify_all();
-                return;
-            }
-        }
-    }
-
-    /// One round: wait for something to do, then receive, run timers, and send.
-    fn turn(&mut self) -> std::io::Result<()> {
-        self.reactor.wait(&mut self.events, None)?;
-        let readable = self.events.iter().any(|e| matches!(e, Event::Readable(_)));
-        self.switch_socket_if_rebound()?;
-        if readable {
-            self.receive()?;
-        }
-        self.run_timers_and_send()
-    }
-
-    fn switch_socket_if_rebound(&mut self) -> std::io::Result<()> {
-        let pending = self.shared.state.lock().pending_socket.take();
-        if let Some(socket) = pending {
-            self.reactor.deregister(&self.socket)?;
-            self.reactor.register(&socket, SOCKET, Interest::READABLE)?;
-            self.socket = socket;
-            self.watching_writable = false;
-            // Datagrams still queued for the old socket go out through the new one; peers are
-            // told the new address at once instead of waiting for our next datagram.
-            let now = self.shared.clock.now();
-            self.shared.state.lock().core.announce(now);
-        }
-        Ok(())
-    }
-
-    /// Drains the socket in batches, feeding every datagram to the core.
-    fn receive(&mut self) -> std::io::Result<()> {
-        loop {
-            let n = match self.socket.recv_batch(&mut self.recv) {
-                Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
-                // ICMP errors (port unreachable) surface here on Linux; the exactly-once layer
-                // retransmits, so they are not fatal.
-                Err(e) if e.kind() == ErrorKind::ConnectionRefused => continue,
-                Err(e) => return Err(e),
-            };
-            let now = self.shared.clock.now();
-            let mut state = self.shared.state.lock();
-            let before = state.core.unacknowledged();
-            for datagram in self.recv.iter() {
-                // A truncated datagram cannot parse; the core counts it as malformed.
-                state.core.handle_datagram(now, datagram.from, datagram.data);
-            }
-            let acked = state.core.unacknowledged() < before;
-            self.notify(&mut state, acked);
-            drop(state);
-            if n < self.recv.capacity() {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Runs due timers and sends everything the core has to send, batch by batch.
-    fn run_timers_and_send(&mut self) -> std::io::Result<()> {
-        self.shared.flush_requested.store(false, Ordering::Release);
-        loop {
-            if !self.flush_blocked_batch()? {
-                // The kernel buffer is full: wait for writability before asking for more.
-                return Ok(());
-            }
-            let now = self.shared.clock.now();
-            let mut state = self.shared.state.lock();
-            if state.core.poll_timeout().is_some_and(|t| t <= now) {
-                state.core.handle_timeout(now);
-            }
-            while let Some(slot) = self.send.next_slot() {
-                match state.core.poll_transmit(now, slot) {
-                    Some((to, len)) => self.send.commit(to, len),
-                    None => break,
-                }
-            }
-            let batch_full = self.send.is_full();
-            let deadline = state.core.poll_timeout();
-            let progress = state.core.unacknowledged() == 0;
-            self.notify(&mut state, progress);
-            drop(state);
-            if !self.flush_blocked_batch()? {
-                return Ok(());
-            }
-            if !batch_full {
-                let deadline = deadline.and_then(|d| self.shared.clock.to_std(d));
-                return self.reactor.set_deadline(deadline);
-            }
-        }
-    }
-
-    /// Sends what the batch holds. Returns false if the socket would block (writability is
-    /// then watched and the rest stays in the batch for the next turn).
-    fn flush_blocked_batch(&mut self) -> std::io::Result<bool> {
-        while !self.send.is_empty() {
-            match self.socket.send_batch(&mut self.send) {
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    if !self.watching_writable {
-                        self.reactor.reregister(
-                            &self.socket,
-                            SOCKET,
-                            Interest::READABLE_WRITABLE,
-                        )?;
-                        self.watching_writable = true;
-                    }
-                    return Ok(false);
-                }
-                // The front datagram was dropped from the batch; the exactly-once layer
-                // retransmits whatever it carried, so a per-datagram error is not fatal.
-                Err(_) => {}
-            }
-        }
-        if self.watching_writable {
-            self.reactor.reregister(&self.socket, SOCKET, Interest::READABLE)?;
-            self.watching_writable = false;
-        }
-        Ok(true)
-    }
-
-    /// Wakes receivers if messages wait, and senders/closers if acks freed room.
-    fn notify(&self, state: &mut MutexGuard<'_, State>, progress: bool) {
-        if state.delivered_waiters > 0 && state.core.has_delivery() {
-            self.shared.delivered.notify_all();
-        }
-        if state.progress_waiters > 0 && progress {
-            self.shared.progress.notify_all();
-        }
-    }
 }

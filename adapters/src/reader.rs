@@ -1,0 +1,205 @@
+//! The reader thread: the one thread per node that moves datagrams and time in and out of
+//! the core (thesis §4.3.8, the middleware thread).
+//!
+//! It waits on the platform reactor (the UDP socket readable, a wake-up from an
+//! application thread, the earlier of the transport's and the socket layer's deadlines),
+//! feeds received datagrams to the exactly-once node and settles the node (deliveries go to
+//! the socket layer, the layer's messages to the transport), runs both timers, and sends
+//! what the transport wants sent, in batches (`recvmmsg`/`sendmmsg` on Linux).
+
+use std::io::ErrorKind;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use a3m_platform::reactor::{Event, Events, Interest, Reactor, Token};
+use a3m_platform::udp::{RecvBatch, SendBatch, UdpSocket};
+use parking_lot::MutexGuard;
+
+use crate::runtime::{Shared, State};
+
+/// Datagrams moved per `recvmmsg`/`sendmmsg` call (the platform's maximum).
+const BATCH: usize = 64;
+/// Socket token of the node's UDP socket in the reactor.
+pub(crate) const SOCKET: Token = Token(0);
+
+/// The reader thread's own state: the reactor, the socket and reusable batch buffers.
+pub(crate) struct Reader {
+    shared: Arc<Shared>,
+    reactor: Reactor,
+    socket: UdpSocket,
+    events: Events,
+    recv: RecvBatch,
+    send: SendBatch,
+    watching_writable: bool,
+}
+
+impl Reader {
+    pub(crate) fn new(shared: Arc<Shared>, reactor: Reactor, socket: UdpSocket) -> Self {
+        let max = shared.max_datagram;
+        Self {
+            shared,
+            reactor,
+            socket,
+            events: Events::with_capacity(16),
+            recv: RecvBatch::new(BATCH, 65_536),
+            send: SendBatch::new(BATCH, max),
+            watching_writable: false,
+        }
+    }
+
+    pub(crate) fn run(mut self) {
+        while !self.shared.stop.load(Ordering::Acquire) {
+            if let Err(e) = self.turn() {
+                // A failing reactor or socket leaves the node unable to make progress: close it
+                // so blocked callers get `Closed` instead of hanging.
+                eprintln!("a3m node {}: reader stopped: {e}", self.shared.id);
+                self.shared.state.lock().close_all();
+                self.shared.delivered.notify_all();
+                self.shared.progress.notify_all();
+                return;
+            }
+        }
+    }
+
+    /// One round: wait for something to do, then receive, run timers, and send.
+    fn turn(&mut self) -> std::io::Result<()> {
+        self.reactor.wait(&mut self.events, None)?;
+        let readable = self.events.iter().any(|e| matches!(e, Event::Readable(_)));
+        self.switch_socket_if_rebound()?;
+        if readable {
+            self.receive()?;
+        }
+        self.run_timers_and_send()
+    }
+
+    fn switch_socket_if_rebound(&mut self) -> std::io::Result<()> {
+        let pending = self.shared.state.lock().pending_socket.take();
+        if let Some(socket) = pending {
+            self.reactor.deregister(&self.socket)?;
+            self.reactor.register(&socket, SOCKET, Interest::READABLE)?;
+            self.socket = socket;
+            self.watching_writable = false;
+            // Datagrams still queued for the old socket go out through the new one; peers are
+            // told the new address at once instead of waiting for our next datagram.
+            let now = self.shared.now();
+            self.shared.state.lock().core.announce(now);
+        }
+        Ok(())
+    }
+
+    /// Drains the socket in batches, feeding every datagram to the core.
+    fn receive(&mut self) -> std::io::Result<()> {
+        loop {
+            let n = match self.socket.recv_batch(&mut self.recv) {
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                // ICMP errors (port unreachable) surface here on Linux; the exactly-once layer
+                // retransmits, so they are not fatal.
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => continue,
+                Err(e) => return Err(e),
+            };
+            let now = self.shared.now();
+            let mut state = self.shared.state.lock();
+            let before = state.core.unacknowledged();
+            for datagram in self.recv.iter() {
+                // A truncated datagram cannot parse; the core counts it as malformed.
+                state.core.handle_datagram(now, datagram.from, datagram.data);
+            }
+            let acked = state.core.unacknowledged() < before;
+            // What the application threads queued meanwhile is sent by this turn anyway.
+            self.shared.settle(&mut state, now);
+            let more = state.deliveries_pending();
+            self.notify_progress(&state, acked);
+            drop(state);
+            if more {
+                // Messages to ourselves keep coming back: take them in another turn.
+                self.shared.request_flush();
+            }
+            if n < self.recv.capacity() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Runs due timers and sends everything the core has to send, batch by batch.
+    fn run_timers_and_send(&mut self) -> std::io::Result<()> {
+        self.shared.flush_requested.store(false, Ordering::Release);
+        loop {
+            if !self.flush_blocked_batch()? {
+                // The kernel buffer is full: wait for writability before asking for more.
+                return Ok(());
+            }
+            let now = self.shared.now();
+            let mut state = self.shared.state.lock();
+            if state.core.poll_timeout().is_some_and(|t| t <= now) {
+                state.core.handle_timeout(now);
+            }
+            if state.layer.poll_timeout().is_some_and(|t| t <= now) {
+                state.note_expiring_lingers(now);
+                state.layer.handle_timeout(now);
+            }
+            self.shared.settle(&mut state, now);
+            if state.deliveries_pending() {
+                self.shared.request_flush();
+            }
+            while let Some(slot) = self.send.next_slot() {
+                match state.core.poll_transmit(now, slot) {
+                    Some((to, len)) => self.send.commit(to, len),
+                    None => break,
+                }
+            }
+            let batch_full = self.send.is_full();
+            let deadline = match (state.core.poll_timeout(), state.layer.poll_timeout()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            state.armed_deadline = deadline;
+            let idle = state.unacknowledged() == 0;
+            self.notify_progress(&state, idle);
+            drop(state);
+            if !self.flush_blocked_batch()? {
+                return Ok(());
+            }
+            if !batch_full {
+                let deadline = deadline.and_then(|d| self.shared.clock.to_std(d));
+                return self.reactor.set_deadline(deadline);
+            }
+        }
+    }
+
+    /// Sends what the batch holds. Returns false if the socket would block (writability is
+    /// then watched and the rest stays in the batch for the next turn).
+    fn flush_blocked_batch(&mut self) -> std::io::Result<bool> {
+        while !self.send.is_empty() {
+            match self.socket.send_batch(&mut self.send) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    if !self.watching_writable {
+                        self.reactor.reregister(
+                            &self.socket,
+                            SOCKET,
+                            Interest::READABLE_WRITABLE,
+                        )?;
+                        self.watching_writable = true;
+                    }
+                    return Ok(false);
+                }
+                // The front datagram was dropped from the batch; the exactly-once layer
+                // retransmits whatever it carried, so a per-datagram error is not fatal.
+                Err(_) => {}
+            }
+        }
+        if self.watching_writable {
+            self.reactor.reregister(&self.socket, SOCKET, Interest::READABLE)?;
+            self.watching_writable = false;
+        }
+        Ok(true)
+    }
+
+    /// Wakes raw senders and closers blocked on acknowledgements.
+    fn notify_progress(&self, state: &MutexGuard<'_, State>, progress: bool) {
+        if state.progress_waiters > 0 && progress {
+            self.shared.progress.notify_all();
+        }
+    }
+}

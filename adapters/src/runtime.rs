@@ -1,0 +1,577 @@
+//! What every thread of a node shares, and how it stays consistent.
+//!
+//! One lock guards the sans-I/O exactly-once node, the socket layer on top of it, and the
+//! little the std runtime adds: the socket handles' wake-up sources, their event queues,
+//! messages the transport could not take yet, and the raw datagrams waiting for
+//! [`crate::Node::recv`]. Whoever changes something under the lock (an application thread
+//! in a socket call, or the reader thread after a batch of datagrams) calls
+//! [`Shared::settle`] before unlocking: deliveries go to the socket layer, the layer's
+//! messages go to the transport, link events reach the sockets' event queues, and every
+//! socket whose readiness changed wakes its waiters. The caller then wakes the reader only
+//! if something new must be sent or a timer moved earlier.
+//!
+//! # Payload kinds
+//!
+//! Every transport payload is either a socket message ([`a3m_core::wire::message`], whose
+//! first byte is a message kind, never 0) or a raw datagram of the node-to-node service,
+//! sent with a leading [`RAW_DATAGRAM`] byte.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use a3m_core::id::{LinkIncarnation, NodeId, SocketId};
+use a3m_core::link::{LinkPhase, Refusal};
+use a3m_core::node::{Node as CoreNode, NodeError};
+use a3m_core::poll::{Events, PollId, PollSource, Pollable};
+use a3m_core::socket::{SocketEvent, SocketKey, SocketLayer};
+use a3m_core::time::Instant;
+use a3m_core::wait::Waiters;
+use a3m_platform::reactor::{Clock, ReactorWaker};
+use a3m_platform::udp::{UdpConfig, UdpSocket};
+use parking_lot::{Condvar, Mutex, MutexGuard};
+
+use crate::socket::{LinkEvent, SocketCloseReport};
+
+/// First byte of a raw datagram of the node-to-node service (no socket message starts so).
+pub(crate) const RAW_DATAGRAM: u8 = 0x00;
+
+/// The most a socket message header adds to a DATA payload: kind, two tags of up to 32
+/// bytes with their lengths, the link incarnation and the sequence number as varints.
+pub(crate) const MESSAGE_OVERHEAD: usize = 1 + 2 * (1 + 32) + 5 + 10;
+
+/// Threads (and pollers) that may wait on one socket at the same time.
+pub(crate) const SOCKET_WAITERS: usize = 64;
+
+/// Link events kept per socket until the application takes them; older ones are dropped.
+const MAX_SOCKET_EVENTS: usize = 256;
+
+/// Refusals kept per socket until `wait_for_link` reports them.
+const MAX_REFUSALS: usize = 16;
+
+/// Wait-queue bit: the socket's links changed (one established, refused or closed, or the
+/// socket became link-free). Only blocking calls wait for it; pollers never see it.
+pub(crate) const LINKS_CHANGED: u32 = 1 << 8;
+
+/// Wait-queue bit: a link event was queued for [`crate::Socket::next_event`].
+pub(crate) const EVENT_QUEUED: u32 = 1 << 9;
+
+/// Rounds of [`State::settle`] for messages a node sends itself.
+const SETTLE_ROUNDS: usize = 8;
+
+/// The readiness a socket publishes to pollers and waiters.
+const READINESS: Events = Events::IN.union(Events::OUT);
+
+/// Gives every socket of the process its own poll id.
+static NEXT_POLL_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The part of a socket that its handle, pollers and the runtime share.
+#[derive(Debug)]
+pub(crate) struct SocketCell {
+    /// The socket in the layer.
+    pub(crate) key: SocketKey,
+    /// Its global name.
+    pub(crate) id: SocketId,
+    /// Readiness and the wait queue of everyone blocked on the socket.
+    pub(crate) source: PollSource<SOCKET_WAITERS>,
+    /// Filled when the socket has left the layer.
+    pub(crate) report: Mutex<Option<SocketCloseReport>>,
+}
+
+impl SocketCell {
+    fn new(key: SocketKey, id: SocketId) -> Self {
+        let poll_id = PollId(NEXT_POLL_ID.fetch_add(1, Ordering::Relaxed));
+        Self { key, id, source: PollSource::new(poll_id), report: Mutex::new(None) }
+    }
+}
+
+impl Pollable for SocketCell {
+    fn id(&self) -> PollId {
+        self.source.id()
+    }
+
+    fn events(&self) -> Events {
+        self.source.events()
+    }
+
+    fn waiters(&self) -> &dyn Waiters {
+        self.source.queue()
+    }
+}
+
+/// The runtime's bookkeeping for one open socket.
+#[derive(Debug)]
+struct SocketEntry {
+    cell: Arc<SocketCell>,
+    events: VecDeque<LinkEvent>,
+    refusals: VecDeque<(SocketId, Refusal)>,
+    /// Set by `close(timeout)`: when the layer drops the links still open.
+    linger_deadline: Option<Instant>,
+    report: SocketCloseReport,
+}
+
+/// Everything behind the node lock.
+#[derive(Debug)]
+pub(crate) struct State {
+    /// The exactly-once transport.
+    pub(crate) core: CoreNode,
+    /// The sockets.
+    pub(crate) layer: SocketLayer,
+    sockets: HashMap<SocketKey, SocketEntry>,
+    /// Socket messages the transport refused for now (its queue to that peer was full),
+    /// oldest first; they go before anything newer for the same peer.
+    stalled: HashMap<NodeId, VecDeque<Vec<u8>>>,
+    stalled_count: usize,
+    /// Socket messages dropped because the transport could never take them.
+    pub(crate) dropped_outgoing: u64,
+    /// Raw datagrams delivered and not yet received, with their sender.
+    raw_inbox: VecDeque<(NodeId, Vec<u8>)>,
+    raw_limit: usize,
+    raw_pool: Vec<Vec<u8>>,
+    /// Builds raw datagrams (marker byte + payload).
+    pub(crate) raw_out: Vec<u8>,
+    /// Receives deliveries from the transport.
+    delivery: Vec<u8>,
+    /// The UDP address the node is bound to.
+    pub(crate) local_addr: SocketAddr,
+    /// A socket `rebind` created, for the reader to switch to.
+    pub(crate) pending_socket: Option<UdpSocket>,
+    /// The node is closed: every call fails with `Closed`.
+    pub(crate) closed: bool,
+    /// Threads waiting for raw datagrams.
+    pub(crate) delivered_waiters: usize,
+    /// Threads waiting for acknowledgements or for sockets to close.
+    pub(crate) progress_waiters: usize,
+    /// The deadline the reader's timer is set to.
+    pub(crate) armed_deadline: Option<Instant>,
+}
+
+/// What [`State::settle`] did that others must hear about.
+#[derive(Debug, Default, Clone, Copy)]
+struct Settled {
+    /// Something new for the transport, or an earlier layer timer: the reader must run.
+    flush: bool,
+    /// Raw datagrams arrived.
+    raw: bool,
+    /// A socket left the layer.
+    closed_socket: bool,
+}
+
+impl State {
+    pub(crate) fn new(core: CoreNode, layer: SocketLayer, local_addr: SocketAddr) -> Self {
+        let max_payload = core.max_payload();
+        let raw_limit = core.config().max_inbox.max(1);
+        Self {
+            core,
+            layer,
+            sockets: HashMap::new(),
+            stalled: HashMap::new(),
+            stalled_count: 0,
+            dropped_outgoing: 0,
+            raw_inbox: VecDeque::new(),
+            raw_limit,
+            raw_pool: Vec::new(),
+            raw_out: Vec::with_capacity(max_payload),
+            delivery: vec![0; max_payload],
+            local_addr,
+            pending_socket: None,
+            closed: false,
+            delivered_waiters: 0,
+            progress_waiters: 0,
+            armed_deadline: None,
+        }
+    }
+
+    // ----- sockets -----
+
+    /// Starts tracking a socket the layer just created.
+    pub(crate) fn add_socket(&mut self, key: SocketKey, id: SocketId) -> Arc<SocketCell> {
+        let cell = Arc::new(SocketCell::new(key, id));
+        let entry = SocketEntry {
+            cell: Arc::clone(&cell),
+            events: VecDeque::new(),
+            refusals: VecDeque::new(),
+            linger_deadline: None,
+            report: SocketCloseReport::default(),
+        };
+        self.sockets.insert(key, entry);
+        self.refresh(key, false);
+        cell
+    }
+
+    /// The sockets still in the layer.
+    pub(crate) fn socket_keys(&self) -> Vec<SocketKey> {
+        self.sockets.keys().copied().collect()
+    }
+
+    /// How many sockets are still in the layer (open or closing).
+    pub(crate) fn socket_count(&self) -> usize {
+        self.sockets.len()
+    }
+
+    /// Notes that `close(timeout)` lets the layer drop what is left at `deadline`.
+    pub(crate) fn set_linger_deadline(&mut self, key: SocketKey, deadline: Instant) {
+        if let Some(entry) = self.sockets.get_mut(&key) {
+            entry.linger_deadline = Some(deadline);
+        }
+    }
+
+    /// Takes the next queued link event of a socket.
+    pub(crate) fn take_event(&mut self, key: SocketKey) -> Option<LinkEvent> {
+        self.sockets.get_mut(&key)?.events.pop_front()
+    }
+
+    /// Takes every queued link event of a socket.
+    pub(crate) fn take_events(&mut self, key: SocketKey) -> Vec<LinkEvent> {
+        self.sockets.get_mut(&key).map(|e| e.events.drain(..).collect()).unwrap_or_default()
+    }
+
+    /// Takes the oldest refusal not reported yet.
+    pub(crate) fn take_refusal(&mut self, key: SocketKey) -> Option<(SocketId, Refusal)> {
+        self.sockets.get_mut(&key)?.refusals.pop_front()
+    }
+
+    /// Forgets refusals from `peer` (the application links to it again).
+    pub(crate) fn forget_refusals(&mut self, key: SocketKey, peer: &SocketId) {
+        if let Some(entry) = self.sockets.get_mut(&key) {
+            entry.refusals.retain(|(p, _)| p != peer);
+        }
+    }
+
+    /// The peer of an established link of the socket, if it has one.
+    pub(crate) fn established_peer(&self, key: SocketKey) -> Option<SocketId> {
+        self.layer.links(key).find_map(|link| {
+            let status = self.layer.link_status(key, link)?;
+            (status.phase == LinkPhase::Established)
+                .then(|| self.layer.link_peer(key, link).cloned())
+                .flatten()
+        })
+    }
+
+    /// Publishes a socket's readiness. With `edge`, events that are still set are raised
+    /// again, waking one more exclusive waiter (a message is left after a receive, a credit
+    /// after a send, or new data came): waiters are woken one after the other while the
+    /// socket stays ready, so no wake-up is lost and none is wasted.
+    pub(crate) fn refresh(&self, key: SocketKey, edge: bool) {
+        let Some(entry) = self.sockets.get(&key) else { return };
+        let now = self.layer.readiness(key).intersection(READINESS);
+        let source = &entry.cell.source;
+        let was = source.events().intersection(READINESS);
+        let gone = was.difference(now);
+        if !gone.is_empty() {
+            source.clear(gone);
+        }
+        let raise = if edge { now } else { now.difference(was) };
+        if !raise.is_empty() {
+            source.raise(raise);
+        }
+    }
+
+    /// Records what the layer will drop from a closing socket whose linger ends at `now`:
+    /// call before `layer.handle_timeout(now)`.
+    pub(crate) fn note_expiring_lingers(&mut self, now: Instant) {
+        for (&key, entry) in self.sockets.iter_mut() {
+            let Some(deadline) = entry.linger_deadline else { continue };
+            if deadline > now {
+                continue;
+            }
+            entry.linger_deadline = None;
+            for link in self.layer.links(key) {
+                if let Some(status) = self.layer.link_status(key, link)
+                    && status.phase != LinkPhase::Closed
+                {
+                    entry.report.aborted_links += 1;
+                    entry.report.dropped_messages += status.queued;
+                }
+            }
+        }
+    }
+
+    /// Everything accepted and not yet acknowledged by its receiver, including socket
+    /// messages still waiting for the transport.
+    pub(crate) fn unacknowledged(&self) -> usize {
+        self.core.unacknowledged() + self.stalled_count + self.layer.outgoing_len()
+    }
+
+    // ----- raw datagrams -----
+
+    /// Takes the next raw datagram, copying it into `buf`.
+    pub(crate) fn take_raw_into(
+        &mut self,
+        buf: &mut [u8],
+    ) -> Result<Option<(NodeId, usize)>, usize> {
+        let Some((_, payload)) = self.raw_inbox.front() else { return Ok(None) };
+        let len = payload.len();
+        let Some(dst) = buf.get_mut(..len) else { return Err(len) };
+        let Some((from, payload)) = self.raw_inbox.pop_front() else { return Ok(None) };
+        dst.copy_from_slice(&payload);
+        self.recycle_raw(payload);
+        Ok(Some((from, len)))
+    }
+
+    fn recycle_raw(&mut self, mut buf: Vec<u8>) {
+        if self.raw_pool.len() < 1024 {
+            buf.clear();
+            self.raw_pool.push(buf);
+        }
+    }
+
+    /// Whether the transport holds deliveries the runtime has not taken (the raw inbox was
+    /// full).
+    pub(crate) fn deliveries_waiting(&self) -> bool {
+        self.core.has_delivery()
+    }
+
+    /// Whether the transport holds deliveries that settling would take now.
+    pub(crate) fn deliveries_pending(&self) -> bool {
+        self.core.has_delivery() && self.raw_inbox.len() < self.raw_limit
+    }
+
+    // ----- settling -----
+
+    /// Moves everything between the transport, the socket layer and the socket handles.
+    fn settle(&mut self, now: Instant) -> Settled {
+        let mut settled = Settled::default();
+        // Messages between sockets of this node come straight back as deliveries: go round
+        // until none is left (a bounded number of times; the reader does the rest).
+        for _ in 0..SETTLE_ROUNDS {
+            settled.raw |= self.take_deliveries(now);
+            settled.closed_socket |= self.dispatch_events();
+            while let Some(key) = self.layer.poll_ready() {
+                self.refresh(key, true);
+            }
+            settled.flush |= self.retry_stalled(now);
+            settled.flush |= self.pump(now);
+            if !self.deliveries_pending() {
+                break;
+            }
+        }
+        settled.flush |= self.deliveries_pending();
+        if let Some(at) = self.layer.poll_timeout()
+            && self.armed_deadline.is_none_or(|armed| at < armed)
+        {
+            settled.flush = true;
+        }
+        settled
+    }
+
+    /// Hands the transport's deliveries to the socket layer (socket messages) or the raw
+    /// inbox. Returns whether raw datagrams arrived.
+    fn take_deliveries(&mut self, now: Instant) -> bool {
+        let mut raw = false;
+        while self.core.has_delivery() && self.raw_inbox.len() < self.raw_limit {
+            match self.core.poll_delivery(&mut self.delivery) {
+                Ok(Some(d)) => {
+                    let bytes = &self.delivery[..d.len];
+                    if let Some((&RAW_DATAGRAM, payload)) = bytes.split_first() {
+                        let mut buf = self.raw_pool.pop().unwrap_or_default();
+                        buf.extend_from_slice(payload);
+                        self.raw_inbox.push_back((d.from, buf));
+                        raw = true;
+                    } else {
+                        // A payload that is not a message is counted by the layer.
+                        let _ = self.layer.handle_payload(now, &d.from, bytes);
+                    }
+                }
+                Ok(None) => break,
+                // A peer allows longer payloads than we do: make room and take it.
+                Err(NodeError::BufferTooSmall { needed }) => self.delivery.resize(needed, 0),
+                Err(_) => break,
+            }
+        }
+        raw
+    }
+
+    /// Gives the layer's messages to the transport. Returns whether any was submitted.
+    fn pump(&mut self, now: Instant) -> bool {
+        let mut submitted = false;
+        while let Some((to, bytes)) = self.layer.peek_outgoing() {
+            let result = if self.stalled.contains_key(to) {
+                // Keep the order: older messages for this peer are waiting.
+                Err(NodeError::QueueFull)
+            } else {
+                self.core.submit(now, to, bytes)
+            };
+            match result {
+                Ok(()) => {
+                    self.layer.pop_outgoing();
+                    submitted = true;
+                }
+                Err(NodeError::QueueFull) => {
+                    if let Some(out) = self.layer.poll_outgoing() {
+                        self.stalled.entry(out.to).or_default().push_back(out.bytes);
+                        self.stalled_count += 1;
+                    }
+                }
+                // Unknown peer or too large: the transport can never take it.
+                Err(_) => {
+                    self.layer.pop_outgoing();
+                    self.dropped_outgoing += 1;
+                }
+            }
+        }
+        submitted
+    }
+
+    /// Retries messages the transport refused earlier. Returns whether any was submitted.
+    fn retry_stalled(&mut self, now: Instant) -> bool {
+        if self.stalled_count == 0 {
+            return false;
+        }
+        let mut submitted = false;
+        for (to, queue) in self.stalled.iter_mut() {
+            while let Some(front) = queue.front() {
+                match self.core.submit(now, to, front) {
+                    Err(NodeError::QueueFull) => break,
+                    result => {
+                        if result.is_ok() {
+                            submitted = true;
+                        } else {
+                            self.dropped_outgoing += 1;
+                        }
+                        if let Some(buf) = queue.pop_front() {
+                            self.layer.recycle(buf);
+                        }
+                        self.stalled_count -= 1;
+                    }
+                }
+            }
+        }
+        self.stalled.retain(|_, queue| !queue.is_empty());
+        submitted
+    }
+
+    /// Turns the layer's events into socket events and wake-ups. Returns whether a socket
+    /// left the layer.
+    fn dispatch_events(&mut self) -> bool {
+        let mut closed_socket = false;
+        while let Some(event) = self.layer.poll_event() {
+            match event {
+                SocketEvent::LinkEstablished { socket, link, peer } => {
+                    self.apply_capacity(socket, link);
+                    self.push_event(socket, LinkEvent::Established { peer });
+                }
+                SocketEvent::LinkRefused { socket, peer, refusal, .. } => {
+                    if let Some(entry) = self.sockets.get_mut(&socket) {
+                        if entry.refusals.len() >= MAX_REFUSALS {
+                            entry.refusals.pop_front();
+                        }
+                        entry.refusals.push_back((peer.clone(), refusal.clone()));
+                    }
+                    let event =
+                        LinkEvent::Refused { peer, code: refusal.code, reason: refusal.reason };
+                    self.push_event(socket, event);
+                }
+                SocketEvent::LinkClosed { socket, peer, established, .. } => {
+                    self.push_event(
+                        socket,
+                        LinkEvent::Closed { peer, was_established: established },
+                    );
+                }
+                SocketEvent::LinkFree { socket } => self.push_event(socket, LinkEvent::LinkFree),
+                SocketEvent::Closed { socket } => {
+                    if let Some(entry) = self.sockets.remove(&socket) {
+                        *entry.cell.report.lock() = Some(entry.report);
+                        entry.cell.source.close(false);
+                        closed_socket = true;
+                    }
+                }
+                SocketEvent::Credits { .. } => {}
+            }
+        }
+        closed_socket
+    }
+
+    /// A link established with the capacity of its creation; the socket's capacity may have
+    /// changed since.
+    fn apply_capacity(&mut self, socket: SocketKey, link: LinkIncarnation) {
+        let Some(wanted) = self.layer.options(socket).map(|o| o.capacity) else { return };
+        let receives = self.layer.protocol(socket).is_some_and(|p| p.receives());
+        let current = self.layer.link_status(socket, link).map(|s| s.capacity);
+        if receives && current.is_some_and(|c| c != wanted) {
+            // Cannot fail: the link was just established.
+            let _ = self.layer.set_link_capacity(socket, link, wanted);
+        }
+    }
+
+    fn push_event(&mut self, socket: SocketKey, event: LinkEvent) {
+        let Some(entry) = self.sockets.get_mut(&socket) else { return };
+        if entry.events.len() >= MAX_SOCKET_EVENTS {
+            entry.events.pop_front();
+        }
+        entry.events.push_back(event);
+        let queue = entry.cell.source.queue();
+        queue.wake(EVENT_QUEUED, 1);
+        queue.wake(LINKS_CHANGED, usize::MAX);
+    }
+
+    /// Closes the node: every socket hangs up and every waiter is woken.
+    pub(crate) fn close_all(&mut self) {
+        self.closed = true;
+        for (_, entry) in self.sockets.drain() {
+            *entry.cell.report.lock() = Some(entry.report);
+            entry.cell.source.close(false);
+        }
+    }
+}
+
+/// What every thread of a node shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The node's name.
+    pub(crate) id: NodeId,
+    /// The node lock.
+    pub(crate) state: Mutex<State>,
+    /// Signalled when raw datagrams can be received.
+    pub(crate) delivered: Condvar,
+    /// Signalled when acknowledgements free queue space, sockets close, or the node closes.
+    pub(crate) progress: Condvar,
+    /// Set by application threads that queued something; cleared by the reader as it
+    /// flushes.
+    pub(crate) flush_requested: AtomicBool,
+    /// Tells the reader to stop.
+    pub(crate) stop: AtomicBool,
+    /// Wakes the reader.
+    pub(crate) waker: ReactorWaker,
+    /// Converts between the OS clock and the core's instants (the process clock's epoch,
+    /// so deadlines of blocking calls and of the core agree).
+    pub(crate) clock: Clock,
+    /// Largest datagram sent.
+    pub(crate) max_datagram: usize,
+    /// Largest raw datagram payload.
+    pub(crate) max_raw: usize,
+    /// How UDP sockets are configured (for `rebind`).
+    pub(crate) udp_config: UdpConfig,
+}
+
+impl Shared {
+    /// The current time on the core's scale.
+    pub(crate) fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    /// Settles the state (see the module docs) and signals blocked raw receivers and
+    /// closers. Returns whether the reader must be woken (see [`Shared::request_flush`])
+    /// once the lock is released.
+    pub(crate) fn settle(&self, state: &mut MutexGuard<'_, State>, now: Instant) -> bool {
+        let settled = state.settle(now);
+        if settled.raw && state.delivered_waiters > 0 {
+            self.delivered.notify_all();
+        }
+        if settled.closed_socket && state.progress_waiters > 0 {
+            self.progress.notify_all();
+        }
+        settled.flush
+    }
+
+    /// Asks the reader to run a turn (send what was queued, re-arm its timer); wakes it only
+    /// once per burst.
+    pub(crate) fn request_flush(&self) {
+        if !self.flush_requested.swap(true, Ordering::AcqRel) {
+            // An I/O error of the eventfd can only mean the reader is gone; the next call sees
+            // `closed`. Nothing accepted is lost: it stays queued in the core.
+            let _ = self.waker.wake();
+        }
+    }
+}

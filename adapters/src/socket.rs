@@ -1,0 +1,596 @@
+//! Socket handles: the blocking, thread-safe face of the core's sockets (thesis §4.3.4).
+//!
+//! Every call runs the socket's work in the calling thread, under the node lock; the
+//! reader thread is woken only when there is something new to send. A call that cannot
+//! complete now (no credit, no message, no link yet) waits on the socket's wait queue
+//! ([`a3m_core::wait::wait_until`] with the thread's [`Parker`]): the runtime raises the
+//! socket's readiness (IN: a receive would succeed, OUT: a send would, HUP: closed) as
+//! messages and credits arrive, waking one waiter per message or credit, and wakes every
+//! waiter when the socket's links change. The same readiness makes sockets pollable
+//! ([`crate::Poller`], [`crate::poll()`]).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use a3m_core::id::{NodeId, SocketId, TagId};
+use a3m_core::link::{LinkPhase, Refusal, RefusalCode};
+use a3m_core::poll::{Events, PollId, Pollable};
+use a3m_core::socket::{SocketError, SocketKey};
+use a3m_core::time::Instant;
+use a3m_core::wait::{WaitError, WaitMode, WaitOptions, Waiters, wait_until};
+use a3m_platform::parker::Parker;
+use parking_lot::MutexGuard;
+
+use crate::error::{Error, Result};
+use crate::options::SocketOptions;
+use crate::runtime::{EVENT_QUEUED, LINKS_CHANGED, Shared, SocketCell, State};
+
+/// Something that names a peer socket: `"node/tag"` text or a [`SocketId`].
+pub trait IntoSocketId {
+    /// The socket id, or [`Error::InvalidArgument`] if the text is not `node/tag`.
+    fn into_socket_id(self) -> Result<SocketId>;
+}
+
+impl IntoSocketId for SocketId {
+    fn into_socket_id(self) -> Result<SocketId> {
+        Ok(self)
+    }
+}
+
+impl IntoSocketId for &SocketId {
+    fn into_socket_id(self) -> Result<SocketId> {
+        Ok(self.clone())
+    }
+}
+
+impl IntoSocketId for &str {
+    fn into_socket_id(self) -> Result<SocketId> {
+        self.parse().map_err(|e| Error::InvalidArgument(format!("socket id {self:?}: {e}")))
+    }
+}
+
+impl IntoSocketId for &String {
+    fn into_socket_id(self) -> Result<SocketId> {
+        self.as_str().into_socket_id()
+    }
+}
+
+impl IntoSocketId for String {
+    fn into_socket_id(self) -> Result<SocketId> {
+        self.as_str().into_socket_id()
+    }
+}
+
+/// Something that happened to one of a socket's links ([`Socket::next_event`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// A link was established: messages may flow.
+    Established {
+        /// The peer socket.
+        peer: SocketId,
+    },
+    /// A link this socket asked for was refused for good (or ran out of retries).
+    Refused {
+        /// The peer socket.
+        peer: SocketId,
+        /// The kind of refusal.
+        code: RefusalCode,
+        /// Why, in words.
+        reason: String,
+    },
+    /// A link closed (unlinked, refused, cancelled, or dropped by a close that timed out).
+    Closed {
+        /// The peer socket.
+        peer: SocketId,
+        /// Whether it had been established.
+        was_established: bool,
+    },
+    /// The socket's last link closed: it has no link at all. For a receiver whose peers
+    /// unlinked after sending, this is the end of the stream (thesis §7.3).
+    LinkFree,
+}
+
+impl LinkEvent {
+    /// For [`LinkEvent::Refused`], the error a call reports for it.
+    pub fn refusal_error(&self) -> Option<Error> {
+        match self {
+            LinkEvent::Refused { peer, code, reason } => {
+                Some(refusal_error(peer, &Refusal { code: *code, reason: reason.clone() }))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A snapshot of one link of a socket ([`Socket::links`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    /// The peer socket.
+    pub peer: SocketId,
+    /// The link's state.
+    pub phase: LinkPhase,
+    /// Messages this socket may still send on it.
+    pub credits: i64,
+    /// Messages the peer may have outstanding towards this socket.
+    pub capacity: u32,
+    /// Messages received on it and not yet taken by the application.
+    pub queued: usize,
+    /// Messages sent on it.
+    pub sent: u64,
+    /// Messages received on it and taken by the application.
+    pub taken: u64,
+}
+
+/// What [`Socket::close`] left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SocketCloseReport {
+    /// Links that had not finished unlinking when the timeout expired and were dropped:
+    /// messages sent on them may not all have reached the peer's application.
+    pub aborted_links: usize,
+    /// Messages that had arrived on those links and were never received here.
+    pub dropped_messages: usize,
+}
+
+/// A socket: links to peer sockets and sends or receives messages according to its
+/// protocol, exactly once and in order per link.
+///
+/// Made by [`crate::Node::socket`] (or [`crate::Node::push`], [`crate::Node::pull`]).
+/// `Socket` is `Send + Sync`: share it between threads with `&Socket` or `Arc<Socket>`;
+/// any number of threads may send, receive and wait on it at once. Dropping it closes it
+/// in the background: its links unlink once every message sent on them has been received
+/// (bounded by [`SocketOptions::linger`]) while the node runs.
+///
+/// Blocking calls come in three forms: without timeout (`send`, `recv`), with one
+/// (`send_timeout`, `recv_timeout`: [`Error::Timeout`]) and without waiting (`try_send`,
+/// `try_recv`: [`Error::WouldBlock`]).
+pub struct Socket {
+    shared: Arc<Shared>,
+    cell: Arc<SocketCell>,
+}
+
+impl fmt::Debug for Socket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Socket").field("id", &self.cell.id).finish_non_exhaustive()
+    }
+}
+
+/// The interest of a blocked receive: readable, hung up, or links changed.
+const RECV_INTEREST: u32 = Events::IN.bits() | Events::ALWAYS.bits() | LINKS_CHANGED;
+/// The interest of a blocked send.
+const SEND_INTEREST: u32 = Events::OUT.bits() | Events::ALWAYS.bits() | LINKS_CHANGED;
+/// How long `close` waits beyond its timeout for the reader to drop the links.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+impl Socket {
+    pub(crate) fn new(shared: Arc<Shared>, cell: Arc<SocketCell>) -> Self {
+        Self { shared, cell }
+    }
+
+    fn key(&self) -> SocketKey {
+        self.cell.key
+    }
+
+    /// The socket's global name (`node/tag`).
+    pub fn id(&self) -> &SocketId {
+        &self.cell.id
+    }
+
+    /// The socket's id among pollables (what [`crate::Poller::wait`] reports).
+    pub fn poll_id(&self) -> PollId {
+        self.cell.source.id()
+    }
+
+    /// The socket's readiness now: [`Events::IN`] if a receive would not block,
+    /// [`Events::OUT`] if a send would not, [`Events::HUP`] once closed.
+    pub fn readiness(&self) -> Events {
+        self.cell.source.events()
+    }
+
+    /// The socket as a pollable, for [`crate::Poller::add`] or the core's pollers.
+    pub fn pollable(&self) -> Arc<dyn Pollable> {
+        Arc::clone(&self.cell) as Arc<dyn Pollable>
+    }
+
+    /// Runs `f` under the node lock and settles the node after it.
+    fn with_state<T>(
+        &self,
+        f: impl FnOnce(&mut State, SocketKey, Instant) -> Result<T>,
+    ) -> Result<T> {
+        let mut state = self.shared.state.lock();
+        if state.closed {
+            return Err(Error::Closed);
+        }
+        let now = self.shared.now();
+        let result = f(&mut state, self.key(), now);
+        self.finish(state, now);
+        result
+    }
+
+    /// Settles and unlocks; wakes the reader if there is something to send.
+    fn finish(&self, mut state: MutexGuard<'_, State>, now: Instant) {
+        let flush = self.shared.settle(&mut state, now);
+        drop(state);
+        if flush {
+            self.shared.request_flush();
+        }
+    }
+
+    // ----- links -----
+
+    /// Starts linking to `peer` (`"node/tag"` or a [`SocketId`]); returns at once. The link
+    /// is established when both sockets agree ([`Socket::wait_for_link`],
+    /// [`LinkEvent::Established`]); while the peer socket does not exist yet, the request is
+    /// retried with back-off ([`SocketOptions::link_retry`]). Linking to a socket already
+    /// linked (or linking) does nothing.
+    ///
+    /// Fails with [`Error::UnknownPeer`] if the peer's node has no known address
+    /// ([`crate::NodeBuilder::peer`], [`crate::Node::add_peer`]).
+    pub fn link(&self, peer: impl IntoSocketId) -> Result<()> {
+        let peer = peer.into_socket_id()?;
+        self.with_state(|state, key, _| {
+            if peer.node != *state.core.id() && state.core.peer_addr(&peer.node).is_none() {
+                return Err(Error::UnknownPeer(peer.node.as_str().to_string()));
+            }
+            state.forget_refusals(key, &peer);
+            state.layer.link(key, peer.clone()).map(drop).map_err(|e| self.error(state, e))
+        })
+    }
+
+    /// Unlinks from `peer`: cancels a link request, or starts the unlink exchange; the link
+    /// closes once every message sent on it in either direction has been received
+    /// ([`LinkEvent::Closed`]). Returns at once.
+    pub fn unlink(&self, peer: impl IntoSocketId) -> Result<()> {
+        let peer = peer.into_socket_id()?;
+        self.with_state(|state, key, now| match state.layer.unlink(now, key, &peer) {
+            Err(SocketError::UnknownLink) => {
+                Err(Error::InvalidArgument(format!("{} has no link with {peer}", self.id())))
+            }
+            other => other.map_err(|e| self.error(state, e)),
+        })
+    }
+
+    /// Waits until the socket has an established link and returns its peer, waiting up to
+    /// `timeout` (`None`: for ever; [`Error::Timeout`]).
+    ///
+    /// If a link this socket asked for was refused for good, reports that instead (once):
+    /// [`Error::IncompatibleProtocol`] with the reason when the two socket types cannot talk,
+    /// [`Error::LinkRefused`] otherwise. Incoming links count too, so a receiver can wait
+    /// here for its first sender.
+    pub fn wait_for_link(&self, timeout: Option<Duration>) -> Result<SocketId> {
+        let interest = LINKS_CHANGED | Events::ALWAYS.bits();
+        self.block(WaitMode::Shared, interest, timeout, || {
+            let mut state = self.shared.state.lock();
+            if state.closed || state.layer.socket_id(self.key()).is_none() {
+                return Some(Err(Error::Closed));
+            }
+            if let Some(peer) = state.established_peer(self.key()) {
+                return Some(Ok(peer));
+            }
+            let (peer, refusal) = state.take_refusal(self.key())?;
+            Some(Err(refusal_error(&peer, &refusal)))
+        })
+    }
+
+    /// A snapshot of the socket's links.
+    pub fn links(&self) -> Vec<LinkInfo> {
+        let state = self.shared.state.lock();
+        let key = self.key();
+        state
+            .layer
+            .links(key)
+            .filter_map(|link| {
+                let status = state.layer.link_status(key, link)?;
+                Some(LinkInfo {
+                    peer: state.layer.link_peer(key, link)?.clone(),
+                    phase: status.phase,
+                    credits: status.credits,
+                    capacity: status.capacity,
+                    queued: status.queued,
+                    sent: status.sent,
+                    taken: status.taken,
+                })
+            })
+            .collect()
+    }
+
+    // ----- events -----
+
+    /// The next link event, waiting up to `timeout` (`None`: for ever; [`Error::Timeout`]).
+    /// Events are kept per socket (the 256 most recent) until taken.
+    pub fn next_event(&self, timeout: Option<Duration>) -> Result<LinkEvent> {
+        let interest = EVENT_QUEUED | Events::ALWAYS.bits();
+        self.block(WaitMode::Exclusive, interest, timeout, || {
+            let mut state = self.shared.state.lock();
+            if state.closed {
+                return Some(Err(Error::Closed));
+            }
+            if let Some(event) = state.take_event(self.key()) {
+                return Some(Ok(event));
+            }
+            state.layer.socket_id(self.key()).is_none().then_some(Err(Error::Closed))
+        })
+    }
+
+    /// Takes every link event that happened and was not taken yet, without waiting.
+    pub fn events(&self) -> Vec<LinkEvent> {
+        self.shared.state.lock().take_events(self.key())
+    }
+
+    // ----- sending -----
+
+    /// Sends a message, waiting for a credit while every link is full (or, without
+    /// [`SocketOptions::notify_if_none`], for a link). Fails with [`Error::NoLinks`] when
+    /// notify-if-none is set and the socket has no link, [`Error::MessageTooLarge`] beyond
+    /// [`Socket::max_message`], and [`Error::Unsupported`] if the socket does not send.
+    pub fn send(&self, payload: &[u8]) -> Result<()> {
+        self.block(WaitMode::Exclusive, SEND_INTEREST, None, || self.attempt_send(payload))
+    }
+
+    /// Like [`Socket::send`], failing with [`Error::Timeout`] after `timeout`.
+    pub fn send_timeout(&self, payload: &[u8], timeout: Duration) -> Result<()> {
+        self.block(WaitMode::Exclusive, SEND_INTEREST, Some(timeout), || self.attempt_send(payload))
+    }
+
+    /// Like [`Socket::send`], failing with [`Error::WouldBlock`] instead of waiting.
+    pub fn try_send(&self, payload: &[u8]) -> Result<()> {
+        self.attempt_send(payload).unwrap_or(Err(Error::WouldBlock))
+    }
+
+    fn attempt_send(&self, payload: &[u8]) -> Option<Result<()>> {
+        self.attempt(|state, key| state.layer.send(key, payload), payload.len())
+    }
+
+    // ----- receiving -----
+
+    /// Receives the next message, waiting for one. Fails with [`Error::NoLinks`] when the
+    /// socket has no link and notify-if-none is set (the end of the stream once its
+    /// senders unlinked), and [`Error::Unsupported`] if the socket does not receive.
+    pub fn recv(&self) -> Result<Vec<u8>> {
+        self.recv_from(None).map(|(payload, _)| payload)
+    }
+
+    /// Like [`Socket::recv`], failing with [`Error::Timeout`] after `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
+        self.recv_from(Some(timeout)).map(|(payload, _)| payload)
+    }
+
+    /// Like [`Socket::recv`], failing with [`Error::WouldBlock`] instead of waiting.
+    pub fn try_recv(&self) -> Result<Vec<u8>> {
+        self.attempt_recv().unwrap_or(Err(Error::WouldBlock)).map(|(payload, _)| payload)
+    }
+
+    /// Receives the next message and the socket that sent it, waiting up to `timeout`
+    /// (`None`: for ever; [`Error::Timeout`]).
+    pub fn recv_from(&self, timeout: Option<Duration>) -> Result<(Vec<u8>, SocketId)> {
+        self.block(WaitMode::Exclusive, RECV_INTEREST, timeout, || self.attempt_recv())
+    }
+
+    fn attempt_recv(&self) -> Option<Result<(Vec<u8>, SocketId)>> {
+        self.attempt(|state, key| state.layer.recv(key).map(|r| (r.payload, r.peer)), 0)
+    }
+
+    /// Receives the next message into `buf` without allocating, waiting up to `timeout`
+    /// (`None`: for ever; [`Error::Timeout`]), and returns its length. If `buf` is shorter
+    /// than the message, fails with [`Error::BufferTooSmall`] and leaves it queued.
+    pub fn recv_into(&self, buf: &mut [u8], timeout: Option<Duration>) -> Result<usize> {
+        self.block(WaitMode::Exclusive, RECV_INTEREST, timeout, || {
+            self.attempt(|state, key| state.layer.recv_into(key, buf).map(|(n, _)| n), 0)
+        })
+    }
+
+    /// One non-blocking try of a send or receive: `None` means "wait and try again".
+    fn attempt<T>(
+        &self,
+        op: impl FnOnce(&mut State, SocketKey) -> Result<T, SocketError>,
+        size: usize,
+    ) -> Option<Result<T>> {
+        let mut state = self.shared.state.lock();
+        if state.closed {
+            return Some(Err(Error::Closed));
+        }
+        let now = self.shared.now();
+        let key = self.key();
+        let outcome = match op(&mut state, key) {
+            Ok(value) => {
+                // Still ready: pass the turn to the next waiter.
+                state.refresh(key, true);
+                Some(Ok(value))
+            }
+            Err(SocketError::WouldBlock) => None,
+            Err(SocketError::NoLinks) => {
+                let notify = state.layer.options(key).is_some_and(|o| o.notify_if_none);
+                notify.then_some(Err(Error::NoLinks))
+            }
+            Err(SocketError::TooLarge) => {
+                Some(Err(Error::MessageTooLarge { size, max: state.layer.config().max_payload }))
+            }
+            Err(e) => Some(Err(self.error(&state, e))),
+        };
+        self.finish(state, now);
+        outcome
+    }
+
+    /// Runs `attempt` until it gives an answer, sleeping on the socket's wait queue.
+    fn block<T>(
+        &self,
+        mode: WaitMode,
+        interest: u32,
+        timeout: Option<Duration>,
+        attempt: impl FnMut() -> Option<Result<T>>,
+    ) -> Result<T> {
+        let parker = Parker::current();
+        let deadline = timeout.map(|t| parker.clock().deadline_after(t));
+        let options = WaitOptions { mode, interest, deadline };
+        match wait_until(self.cell.source.queue(), &parker, options, attempt) {
+            Ok(result) => result,
+            Err(WaitError::TimedOut) => Err(Error::Timeout),
+            Err(WaitError::Closed) => Err(Error::Closed),
+            Err(WaitError::QueueFull) => Err(Error::TooManyWaiters),
+        }
+    }
+
+    /// The largest message this socket sends.
+    pub fn max_message(&self) -> usize {
+        self.shared.state.lock().layer.config().max_payload
+    }
+
+    // ----- options -----
+
+    /// The socket's options.
+    pub fn options(&self) -> Result<SocketOptions> {
+        let state = self.shared.state.lock();
+        let options = state.layer.options(self.key()).ok_or(Error::Closed)?;
+        Ok(SocketOptions::from_core(options))
+    }
+
+    /// Replaces the socket's options. A new capacity applies to the established links at
+    /// once (the peers learn it as a relative credit change) and to later ones; the other
+    /// link options apply to links created from now on.
+    pub fn set_options(&self, options: SocketOptions) -> Result<()> {
+        let core = options.to_core()?;
+        self.with_state(|state, key, _| {
+            let old = state.layer.options(key).ok_or(Error::Closed)?.capacity;
+            state.layer.set_options(key, core).map_err(|e| self.error(state, e))?;
+            if old != core.capacity && state.layer.protocol(key).is_some_and(|p| p.receives()) {
+                let links: Vec<_> = state.layer.links(key).collect();
+                for link in links {
+                    // Links still in their handshake get it when established.
+                    let _ = state.layer.set_link_capacity(key, link, core.capacity);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Changes the capacity: how many messages each link may have waiting here (see
+    /// [`Socket::set_options`]). Lowering it takes credits back from the senders; messages
+    /// already sent still arrive.
+    pub fn set_capacity(&self, capacity: u32) -> Result<()> {
+        self.set_options(self.options()?.capacity(capacity))
+    }
+
+    /// Turns notify-if-none on or off (see [`SocketOptions::notify_if_none`]); wakes blocked
+    /// callers so they see it.
+    pub fn set_notify_if_none(&self, on: bool) -> Result<()> {
+        self.set_options(self.options()?.notify_if_none(on))?;
+        self.cell.source.queue().wake(LINKS_CHANGED, usize::MAX);
+        Ok(())
+    }
+
+    /// Sets how long a dropped socket keeps unlinking (see [`SocketOptions::linger`]).
+    pub fn set_linger(&self, linger: Option<Duration>) -> Result<()> {
+        self.set_options(self.options()?.linger(linger))
+    }
+
+    // ----- closing -----
+
+    /// Closes the socket: refuses new links and unlinks from every peer, then waits, at most
+    /// `timeout` (or the socket's shorter [`SocketOptions::linger`]), until every link has
+    /// closed. A link closes once the peer socket has received everything sent on it (its
+    /// application may not have taken it yet) and the application here has received
+    /// everything that arrived on it; meanwhile other threads can still receive. When the
+    /// time is up, the links left are dropped, with the messages waiting here, and the
+    /// report counts them. Calls after it fail with [`Error::Closed`].
+    pub fn close(&self, timeout: Duration) -> Result<SocketCloseReport> {
+        self.with_state(|state, key, now| {
+            let Some(options) = state.layer.options(key).copied() else {
+                return Ok(());
+            };
+            if !state.layer.is_closing(key) {
+                let linger = options.linger.map_or(timeout, |l| l.min(timeout));
+                let options = a3m_core::socket::SocketOptions { linger: Some(linger), ..options };
+                state.layer.set_options(key, options).map_err(|e| self.error(state, e))?;
+                state.set_linger_deadline(key, now + linger);
+                if linger.is_zero() {
+                    // The layer drops the links within `close`: note them first.
+                    state.note_expiring_lingers(now);
+                }
+                state.layer.close(now, key).map_err(|e| self.error(state, e))?;
+            }
+            Ok(())
+        })?;
+        self.block(WaitMode::Shared, Events::HUP.bits(), Some(timeout + CLOSE_GRACE), || {
+            self.cell.source.is_closed().then(|| Ok(self.cell.report.lock().unwrap_or_default()))
+        })
+    }
+
+    /// Maps a core error of this socket.
+    fn error(&self, state: &State, e: SocketError) -> Error {
+        let name = state.layer.protocol(self.key()).map_or("closed", |p| p.name()).to_string();
+        match e {
+            SocketError::Closed => Error::Closed,
+            SocketError::TagInUse => {
+                Error::InvalidArgument(format!("a socket with tag {} exists", self.id().tag))
+            }
+            SocketError::TooManySockets => Error::LimitReached("sockets on this node".into()),
+            SocketError::Unsupported => {
+                Error::Unsupported(format!("{name} socket {} does not do this", self.id()))
+            }
+            SocketError::NoLinks => Error::NoLinks,
+            SocketError::WouldBlock => Error::WouldBlock,
+            SocketError::TooLarge => {
+                Error::MessageTooLarge { size: 0, max: state.layer.config().max_payload }
+            }
+            SocketError::LinkLimit => Error::LimitReached(format!("links of {}", self.id())),
+            SocketError::UnknownLink => {
+                Error::InvalidArgument(format!("no such link of {}", self.id()))
+            }
+            SocketError::InvalidPeer => {
+                Error::InvalidArgument("a socket cannot link to itself".into())
+            }
+            SocketError::ReservedKind => {
+                Error::InvalidArgument("message kind reserved for the core".into())
+            }
+            SocketError::BufferTooSmall { needed } => Error::BufferTooSmall { needed },
+        }
+    }
+}
+
+impl Pollable for Socket {
+    fn id(&self) -> PollId {
+        self.cell.source.id()
+    }
+
+    fn events(&self) -> Events {
+        self.cell.source.events()
+    }
+
+    fn waiters(&self) -> &dyn Waiters {
+        self.cell.source.queue()
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        let mut state = self.shared.state.lock();
+        let key = self.key();
+        if state.closed || state.layer.is_closing(key) {
+            return;
+        }
+        let now = self.shared.now();
+        // Cannot fail: the socket is open.
+        let _ = state.layer.close(now, key);
+        self.finish(state, now);
+    }
+}
+
+/// The error for a refused link.
+fn refusal_error(peer: &SocketId, refusal: &Refusal) -> Error {
+    match refusal.code {
+        RefusalCode::Incompatible => {
+            Error::IncompatibleProtocol(format!("{peer} refused: {}", refusal.reason))
+        }
+        _ => Error::LinkRefused(format!("{peer}: {refusal}")),
+    }
+}
+
+/// Parses a socket tag.
+pub(crate) fn parse_tag(tag: &str) -> Result<TagId> {
+    TagId::new(tag).map_err(|e| Error::InvalidArgument(format!("socket tag {tag:?}: {e}")))
+}
+
+/// Parses a node id.
+pub(crate) fn parse_node_id(id: &str) -> Result<NodeId> {
+    NodeId::new(id).map_err(|e| Error::InvalidArgument(format!("node id {id:?}: {e}")))
+}
