@@ -12,7 +12,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant as StdInstant};
 
@@ -153,6 +153,7 @@ impl NodeBuilder {
             // The process clock's epoch: deadlines of blocking calls (taken by the thread
             // parker on that clock) and of the core are on one scale.
             clock: Clock::with_epoch(StdClock::process().epoch()),
+            latest_micros: AtomicU64::new(0),
             max_datagram: self.config.max_datagram,
             max_raw: max_payload - 1,
             udp_config,

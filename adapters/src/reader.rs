@@ -81,7 +81,7 @@ impl Reader {
             self.watching_writable = false;
             // Datagrams still queued for the old socket go out through the new one; peers are
             // told the new address at once instead of waiting for our next datagram.
-            let now = self.shared.now();
+            let now = self.shared.precise_now();
             self.shared.state.lock().core.announce(now);
         }
         Ok(())
@@ -98,7 +98,7 @@ impl Reader {
                 Err(e) if e.kind() == ErrorKind::ConnectionRefused => continue,
                 Err(e) => return Err(e),
             };
-            let now = self.shared.now();
+            let now = self.shared.precise_now();
             let mut state = self.shared.state.lock();
             let before = state.core.unacknowledged();
             for datagram in self.recv.iter() {
@@ -129,7 +129,7 @@ impl Reader {
                 // The kernel buffer is full: wait for writability before asking for more.
                 return Ok(());
             }
-            let now = self.shared.now();
+            let now = self.shared.precise_now();
             let mut state = self.shared.state.lock();
             if state.core.poll_timeout().is_some_and(|t| t <= now) {
                 state.core.handle_timeout(now);
