@@ -112,7 +112,8 @@ mod coarse_tests {
             precise.saturating_since(coarse) < Duration::from_secs(1),
             "coarse {coarse:?} too far behind precise {precise:?}"
         );
-        assert!(coarse >= CoreInstant::from_micros(30_000), "coarse {coarse:?} missed the sleep");
+        // The coarse clock lags by up to one tick (4 ms at HZ=250; 10 ms at HZ=100).
+        assert!(coarse >= CoreInstant::from_micros(19_000), "coarse {coarse:?} missed the sleep");
     }
 }
 
