@@ -34,8 +34,8 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::socket::{LinkEvent, SocketCloseReport};
 
-/// First byte of a raw datagram of the node-to-node service (no socket message starts so).
-pub(crate) const RAW_DATAGRAM: u8 = 0x00;
+/// First byte of a raw datagram of the node-to-node service (defined by the wire format).
+pub(crate) use a3m_core::wire::message::RAW_PAYLOAD as RAW_DATAGRAM;
 
 /// The most a socket message header adds to a DATA payload: kind, two tags of up to 32
 /// bytes with their lengths, the link incarnation and the sequence number as varints.

@@ -1063,21 +1063,27 @@ impl SocketLayer {
         if l.send_control(kind, body, &mut sink) { Ok(()) } else { Err(SocketError::UnknownLink) }
     }
 
+    /// The link the socket's protocol takes the next message from: [`SocketError::NoLinks`]
+    /// when the socket has no link (end of stream once it had some), `WouldBlock` when none
+    /// has a message.
+    fn route_recv(&mut self, key: SocketKey) -> Result<LinkIncarnation, SocketError> {
+        let (s, _) = self.parts(key).ok_or(SocketError::Closed)?;
+        if !s.protocol.receives() {
+            return Err(SocketError::Unsupported);
+        }
+        s.protocol.route_recv(&LinkSet::new(&s.links)).ok_or(if s.links.is_empty() {
+            SocketError::NoLinks
+        } else {
+            SocketError::WouldBlock
+        })
+    }
+
     /// Takes the next message the socket's protocol picks. Never blocks:
     /// [`SocketError::WouldBlock`] when no message is ready, [`SocketError::NoLinks`] when
     /// the socket has no link (end of stream once it had some).
     pub fn recv(&mut self, key: SocketKey) -> Result<Received, SocketError> {
+        let inc = self.route_recv(key)?;
         let (s, shared) = self.parts(key).ok_or(SocketError::Closed)?;
-        if !s.protocol.receives() {
-            return Err(SocketError::Unsupported);
-        }
-        let Some(inc) = s.protocol.route_recv(&LinkSet::new(&s.links)) else {
-            return Err(if s.links.is_empty() {
-                SocketError::NoLinks
-            } else {
-                SocketError::WouldBlock
-            });
-        };
         let link = s.links.get_mut(&inc).ok_or(SocketError::WouldBlock)?;
         let peer = link.peer_id().clone();
         let mut sink = Sink { tag: &s.id.tag, shared };
@@ -1093,17 +1099,8 @@ impl SocketLayer {
         key: SocketKey,
         buf: &mut [u8],
     ) -> Result<(usize, LinkIncarnation), SocketError> {
+        let inc = self.route_recv(key)?;
         let (s, shared) = self.parts(key).ok_or(SocketError::Closed)?;
-        if !s.protocol.receives() {
-            return Err(SocketError::Unsupported);
-        }
-        let Some(inc) = s.protocol.route_recv(&LinkSet::new(&s.links)) else {
-            return Err(if s.links.is_empty() {
-                SocketError::NoLinks
-            } else {
-                SocketError::WouldBlock
-            });
-        };
         let link = s.links.get_mut(&inc).ok_or(SocketError::WouldBlock)?;
         let needed = link.peek_message().ok_or(SocketError::WouldBlock)?.len();
         let dst = buf.get_mut(..needed).ok_or(SocketError::BufferTooSmall { needed })?;

@@ -20,7 +20,12 @@
 //! | `06` | DATA | sequence number on the link (varint), payload (rest) |
 //! | `40`..=`FF` | custom control | body (rest), defined by the socket protocol |
 //!
-//! Kinds `07`..=`3F` are reserved for the core; decoding them is an error.
+//! Kinds `07`..=`3F` are reserved for the core; decoding them is an error. Kind `00` is never a
+//! socket message: a TOKEN payload starting with [`RAW_PAYLOAD`] carries raw bytes of the
+//! node-to-node datagram service instead.
+//!
+//! A refusing LINKREPLY (accept bit clear) has no capacity to give: its capacity field carries
+//! the refusal code instead (see `link::RefusalCode`), and its reason field the text.
 //!
 //! ```
 //! use a3m_core::id::LinkIncarnation;
@@ -46,6 +51,9 @@ const KIND_LINKREPLY: u8 = 0x03;
 const KIND_UNLINK: u8 = 0x04;
 const KIND_FLOW: u8 = 0x05;
 const KIND_DATA: u8 = 0x06;
+/// First byte of a TOKEN payload that is not a socket message but raw bytes of the
+/// node-to-node datagram service ([`decode`] rejects it as an unknown kind).
+pub const RAW_PAYLOAD: u8 = 0x00;
 /// First message kind available to socket protocols for their own control messages.
 pub const FIRST_CUSTOM_KIND: u8 = 0x40;
 
@@ -107,7 +115,7 @@ pub enum Body<'a> {
         accept: bool,
         /// The replying socket's protocol id.
         protocol: u16,
-        /// How many DATA messages the replier can take.
+        /// How many DATA messages the replier can take; when refusing, the refusal code.
         capacity: u32,
         /// The replier's metadata, if it had not sent it yet.
         metadata: Option<&'a [u8]>,
@@ -312,6 +320,12 @@ pub fn decode(input: &[u8]) -> Result<Message<'_>, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_raw_payload_is_never_taken_for_a_socket_message() {
+        let raw = [RAW_PAYLOAD, 3, b'a', b'b', b'c', 1, b'x', 0];
+        assert_eq!(decode(&raw), Err(DecodeError::UnknownMessageKind(RAW_PAYLOAD)));
+    }
 
     #[test]
     fn zigzag_round_trips_extremes() {
