@@ -19,6 +19,8 @@ use crate::runtime::{Shared, State};
 
 /// Datagrams moved per `recvmmsg`/`sendmmsg` call (the platform's maximum).
 const BATCH: usize = 64;
+/// Bytes of datagrams the reader encodes, or handles, per hold of the node lock.
+const HOLD_BYTES: usize = 64 * 1024;
 /// Socket token of the node's UDP socket in the reactor.
 pub(crate) const SOCKET: Token = Token(0);
 
@@ -99,21 +101,31 @@ impl Reader {
                 Err(e) => return Err(e),
             };
             let now = self.shared.precise_now();
-            let mut state = self.shared.state.lock();
-            let before = state.core.unacknowledged();
-            for datagram in self.recv.iter() {
-                // A truncated datagram cannot parse; the core counts it as malformed.
-                state.core.handle_datagram(now, datagram.from, datagram.data);
-            }
-            let acked = state.core.unacknowledged() < before;
-            // What the application threads queued meanwhile is sent by this turn anyway.
-            self.shared.settle(&mut state, now);
-            let more = state.deliveries_pending();
-            self.notify_progress(&state, acked);
-            drop(state);
-            if more {
-                // Messages to ourselves keep coming back: take them in another turn.
-                self.shared.request_flush();
+            let mut datagrams = self.recv.iter().peekable();
+            while datagrams.peek().is_some() {
+                // Take the lock for about HOLD_BYTES of datagrams at a time, so that the
+                // application threads can take the messages of the first ones (and return
+                // their credits) while the rest are being handled.
+                let mut state = self.shared.state.lock();
+                let before = state.core.unacknowledged();
+                let mut budget = HOLD_BYTES;
+                while budget > 0
+                    && let Some(datagram) = datagrams.next()
+                {
+                    // A truncated datagram cannot parse; the core counts it as malformed.
+                    state.core.handle_datagram(now, datagram.from, datagram.data);
+                    budget = budget.saturating_sub(datagram.data.len().max(1));
+                }
+                let acked = state.core.unacknowledged() < before;
+                // What the application threads queued meanwhile is sent by this turn anyway.
+                self.shared.settle(&mut state, now);
+                let more = state.deliveries_pending();
+                self.notify_progress(&state, acked);
+                drop(state);
+                if more {
+                    // Messages to ourselves keep coming back: take them in another turn.
+                    self.shared.request_flush();
+                }
             }
             if n < self.recv.capacity() {
                 return Ok(());
@@ -142,13 +154,24 @@ impl Reader {
             if state.deliveries_pending() {
                 self.shared.request_flush();
             }
+            // Encode at most HOLD_BYTES under one hold of the lock: application threads
+            // queueing messages meanwhile would otherwise spin and yield for the whole batch.
+            let mut budget = HOLD_BYTES;
+            let mut more = false;
             while let Some(slot) = self.send.next_slot() {
                 match state.core.poll_transmit(now, slot) {
-                    Some((to, len)) => self.send.commit(to, len),
+                    Some((to, len)) => {
+                        self.send.commit(to, len);
+                        budget = budget.saturating_sub(len);
+                        if budget == 0 {
+                            more = true;
+                            break;
+                        }
+                    }
                     None => break,
                 }
             }
-            let batch_full = self.send.is_full();
+            let batch_full = more || self.send.is_full();
             let deadline = match (state.core.poll_timeout(), state.layer.poll_timeout()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),

@@ -57,6 +57,9 @@ pub(crate) const LINKS_CHANGED: u32 = 1 << 8;
 /// Wait-queue bit: a link event was queued for [`crate::Socket::next_event`].
 pub(crate) const EVENT_QUEUED: u32 = 1 << 9;
 
+/// Most messages a receive takes ahead from a socket's links ([`State::take_ahead`]).
+pub(crate) const RECV_AHEAD: usize = 32;
+
 /// Rounds of [`State::settle`] for messages a node sends itself.
 const SETTLE_ROUNDS: usize = 8;
 
@@ -65,6 +68,16 @@ const READINESS: Events = Events::IN.union(Events::OUT);
 
 /// Gives every socket of the process its own poll id.
 static NEXT_POLL_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Messages a receive took from the socket's links beyond the one it returned, for the
+/// next receives to take without the node lock (see [`State::take_ahead`]).
+#[derive(Debug, Default)]
+pub(crate) struct Ahead {
+    /// The messages, oldest first, with the socket that sent each.
+    pub(crate) queue: VecDeque<(Vec<u8>, SocketId)>,
+    /// Buffers of messages taken from `queue`, to give back to the layer's pool.
+    pub(crate) spent: Vec<Vec<u8>>,
+}
 
 /// The part of a socket that its handle, pollers and the runtime share.
 #[derive(Debug)]
@@ -77,12 +90,20 @@ pub(crate) struct SocketCell {
     pub(crate) source: PollSource<SOCKET_WAITERS>,
     /// Filled when the socket has left the layer.
     pub(crate) report: Mutex<Option<SocketCloseReport>>,
+    /// Messages received ahead. Lock order: the node lock, then this one.
+    pub(crate) ahead: Mutex<Ahead>,
 }
 
 impl SocketCell {
     fn new(key: SocketKey, id: SocketId) -> Self {
         let poll_id = PollId(NEXT_POLL_ID.fetch_add(1, Ordering::Relaxed));
-        Self { key, id, source: PollSource::new(poll_id), report: Mutex::new(None) }
+        Self {
+            key,
+            id,
+            source: PollSource::new(poll_id),
+            report: Mutex::new(None),
+            ahead: Mutex::new(Ahead::default()),
+        }
     }
 }
 
@@ -255,7 +276,10 @@ impl State {
     /// socket stays ready, so no wake-up is lost and none is wasted.
     pub(crate) fn refresh(&self, key: SocketKey, edge: bool) {
         let Some(entry) = self.sockets.get(&key) else { return };
-        let now = self.layer.readiness(key).intersection(READINESS);
+        let mut now = self.layer.readiness(key).intersection(READINESS);
+        if !entry.cell.ahead.lock().queue.is_empty() {
+            now |= Events::IN;
+        }
         let source = &entry.cell.source;
         let was = source.events().intersection(READINESS);
         let gone = was.difference(now);
@@ -265,6 +289,30 @@ impl State {
         let raise = if edge { now } else { now.difference(was) };
         if !raise.is_empty() {
             source.raise(raise);
+        }
+    }
+
+    /// Moves up to [`RECV_AHEAD`] more messages (an eighth of the socket's capacity, none
+    /// below a capacity of 64) from the socket's links to its ahead queue, so that the next
+    /// receives need not take the node lock; gives the buffers spent meanwhile back to the
+    /// layer. The messages moved count as taken: their credits go back to the senders.
+    pub(crate) fn take_ahead(&mut self, key: SocketKey) {
+        let Some(entry) = self.sockets.get(&key) else { return };
+        let cell = Arc::clone(&entry.cell);
+        let mut ahead = cell.ahead.lock();
+        for buf in ahead.spent.drain(..) {
+            self.layer.recycle(buf);
+        }
+        let capacity = self.layer.options(key).map_or(0, |o| o.capacity as usize);
+        let limit = if capacity < 64 { 0 } else { RECV_AHEAD.min(capacity / 8) };
+        if self.layer.is_closing(key) {
+            return;
+        }
+        while ahead.queue.len() < limit {
+            match self.layer.recv(key) {
+                Ok(received) => ahead.queue.push_back((received.payload, received.peer)),
+                Err(_) => break,
+            }
         }
     }
 
@@ -341,8 +389,11 @@ impl State {
             while let Some(key) = self.layer.poll_ready() {
                 self.refresh(key, true);
             }
-            settled.flush |= self.retry_stalled(now);
-            settled.flush |= self.pump(now);
+            // Only wake the reader if the transport can send something now: payloads
+            // waiting for slots go out when the receiver's grant arrives (the reader is
+            // awake for that anyway).
+            let submitted = self.retry_stalled(now) | self.pump(now);
+            settled.flush |= submitted && self.core.wants_transmit();
             if !self.deliveries_pending() {
                 break;
             }

@@ -24,7 +24,7 @@ use parking_lot::MutexGuard;
 
 use crate::error::{Error, Result};
 use crate::options::SocketOptions;
-use crate::runtime::{EVENT_QUEUED, LINKS_CHANGED, Shared, SocketCell, State};
+use crate::runtime::{Ahead, EVENT_QUEUED, LINKS_CHANGED, RECV_AHEAD, Shared, SocketCell, State};
 
 /// Something that names a peer socket: `"node/tag"` text or a [`SocketId`].
 pub trait IntoSocketId {
@@ -363,20 +363,72 @@ impl Socket {
     /// Receives the next message and the socket that sent it, waiting up to `timeout`
     /// (`None`: for ever; [`Error::Timeout`]).
     pub fn recv_from(&self, timeout: Option<Duration>) -> Result<(Vec<u8>, SocketId)> {
+        if let Some(message) = self.pop_ahead(take_owned) {
+            return message.map_err(|e| self.error_unlocked(e));
+        }
         self.block(WaitMode::Exclusive, RECV_INTEREST, timeout, || self.attempt_recv())
     }
 
     fn attempt_recv(&self) -> Option<Result<(Vec<u8>, SocketId)>> {
-        self.attempt(|state, key| state.layer.recv(key).map(|r| (r.payload, r.peer)), 0)
+        if let Some(message) = self.pop_ahead(take_owned) {
+            return Some(message.map_err(|e| self.error_unlocked(e)));
+        }
+        self.attempt(
+            |state, key| {
+                let received = state.layer.recv(key).map(|r| (r.payload, r.peer));
+                if received.is_ok() {
+                    state.take_ahead(key);
+                }
+                received
+            },
+            0,
+        )
     }
 
     /// Receives the next message into `buf` without allocating, waiting up to `timeout`
     /// (`None`: for ever; [`Error::Timeout`]), and returns its length. If `buf` is shorter
     /// than the message, fails with [`Error::BufferTooSmall`] and leaves it queued.
     pub fn recv_into(&self, buf: &mut [u8], timeout: Option<Duration>) -> Result<usize> {
+        if let Some(len) = self.pop_ahead(|ahead| copy_front(ahead, buf)) {
+            return len.map_err(|e| self.error_unlocked(e));
+        }
         self.block(WaitMode::Exclusive, RECV_INTEREST, timeout, || {
-            self.attempt(|state, key| state.layer.recv_into(key, buf).map(|(n, _)| n), 0)
+            if let Some(len) = self.pop_ahead(|ahead| copy_front(ahead, buf)) {
+                return Some(len.map_err(|e| self.error_unlocked(e)));
+            }
+            self.attempt(
+                |state, key| {
+                    let len = state.layer.recv_into(key, buf).map(|(n, _)| n);
+                    if len.is_ok() {
+                        state.take_ahead(key);
+                    }
+                    len
+                },
+                0,
+            )
         })
+    }
+
+    /// Takes a message received ahead with `take` (see [`crate::runtime::RECV_AHEAD`]),
+    /// without the node lock; `None` if there is none. Taking the last one publishes the
+    /// socket's readiness again (it may no longer be readable).
+    fn pop_ahead<T>(
+        &self,
+        take: impl FnOnce(&mut Ahead) -> Option<Result<T, SocketError>>,
+    ) -> Option<Result<T, SocketError>> {
+        let (taken, emptied) = {
+            let mut ahead = self.cell.ahead.lock();
+            if ahead.queue.is_empty() {
+                return None;
+            }
+            let taken = take(&mut ahead);
+            (taken, ahead.queue.is_empty())
+        };
+        if emptied {
+            let state = self.shared.state.lock();
+            state.refresh(self.key(), false);
+        }
+        taken
     }
 
     /// One non-blocking try of a send or receive: `None` means "wait and try again".
@@ -515,6 +567,14 @@ impl Socket {
         })
     }
 
+    /// Maps a core error of a receive that did not take the node lock.
+    fn error_unlocked(&self, e: SocketError) -> Error {
+        match e {
+            SocketError::BufferTooSmall { needed } => Error::BufferTooSmall { needed },
+            other => self.error(&self.shared.state.lock(), other),
+        }
+    }
+
     /// Maps a core error of this socket.
     fn error(&self, state: &State, e: SocketError) -> Error {
         let name = state.layer.protocol(self.key()).map_or("closed", |p| p.name()).to_string();
@@ -573,6 +633,26 @@ impl Drop for Socket {
         let _ = state.layer.close(now, key);
         self.finish(state, now);
     }
+}
+
+/// Takes the oldest message received ahead, with its sender.
+fn take_owned(ahead: &mut Ahead) -> Option<Result<(Vec<u8>, SocketId), SocketError>> {
+    ahead.queue.pop_front().map(Ok)
+}
+
+/// Copies the oldest message received ahead into `buf` and keeps its buffer for reuse; if
+/// `buf` is too short, fails and leaves the message queued.
+fn copy_front(ahead: &mut Ahead, buf: &mut [u8]) -> Option<Result<usize, SocketError>> {
+    let needed = ahead.queue.front()?.0.len();
+    let Some(dst) = buf.get_mut(..needed) else {
+        return Some(Err(SocketError::BufferTooSmall { needed }));
+    };
+    let (payload, _) = ahead.queue.pop_front()?;
+    dst.copy_from_slice(&payload);
+    if ahead.spent.len() < RECV_AHEAD {
+        ahead.spent.push(payload);
+    }
+    Some(Ok(needed))
 }
 
 /// The error for a refused link.

@@ -360,6 +360,13 @@ impl Node {
         }
     }
 
+    /// True if [`Node::poll_transmit`] may have a datagram to write now. False means it has
+    /// none: payloads accepted since wait for slots or acknowledgements, whose arrival
+    /// (a datagram to [`Node::handle_datagram`]) or a timer makes them sendable.
+    pub fn wants_transmit(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
     /// When [`Node::handle_timeout`] should be called next (`None`: nothing to wait for).
     pub fn poll_timeout(&self) -> Option<Instant> {
         let coalesce = self.config.coalesce_delay;
