@@ -137,14 +137,14 @@ impl NodeBuilder {
         }
         let udp_config =
             UdpConfig { recv_buffer_size: self.recv_buffer, send_buffer_size: self.send_buffer };
-        let socket = UdpSocket::bind_with(self.bind, &udp_config)?;
+        let socket = Arc::new(UdpSocket::bind_with(self.bind, &udp_config)?);
         let local_addr = socket.local_addr()?;
         let reactor = Reactor::new()?;
         reactor.register(&socket, SOCKET, Interest::READABLE)?;
         let layer = SocketLayer::new(id.clone(), layer_config);
         let shared = Arc::new(Shared {
             id,
-            state: Mutex::new(State::new(core, layer, local_addr)),
+            state: Mutex::new(State::new(core, layer, local_addr, Arc::clone(&socket))),
             delivered: Condvar::new(),
             progress: Condvar::new(),
             flush_requested: AtomicBool::new(false),

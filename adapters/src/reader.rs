@@ -28,7 +28,7 @@ pub(crate) const SOCKET: Token = Token(0);
 pub(crate) struct Reader {
     shared: Arc<Shared>,
     reactor: Reactor,
-    socket: UdpSocket,
+    socket: Arc<UdpSocket>,
     events: Events,
     recv: RecvBatch,
     send: SendBatch,
@@ -36,7 +36,7 @@ pub(crate) struct Reader {
 }
 
 impl Reader {
-    pub(crate) fn new(shared: Arc<Shared>, reactor: Reactor, socket: UdpSocket) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, reactor: Reactor, socket: Arc<UdpSocket>) -> Self {
         let max = shared.max_datagram;
         Self {
             shared,
@@ -79,6 +79,8 @@ impl Reader {
         if let Some(socket) = pending {
             self.reactor.deregister(&self.socket)?;
             self.reactor.register(&socket, SOCKET, Interest::READABLE)?;
+            let socket = Arc::new(socket);
+            self.shared.state.lock().tx_socket = Arc::clone(&socket);
             self.socket = socket;
             self.watching_writable = false;
             // Datagrams still queued for the old socket go out through the new one; peers are

@@ -66,6 +66,11 @@ const SETTLE_ROUNDS: usize = 8;
 /// The readiness a socket publishes to pollers and waiters.
 const READINESS: Events = Events::IN.union(Events::OUT);
 
+thread_local! {
+    /// The buffer an application thread writes a datagram into ([`Shared::settle_and_transmit`]).
+    static INLINE_DATAGRAM: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Gives every socket of the process its own poll id.
 static NEXT_POLL_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -158,6 +163,9 @@ pub(crate) struct State {
     pub(crate) local_addr: SocketAddr,
     /// A socket `rebind` created, for the reader to switch to.
     pub(crate) pending_socket: Option<UdpSocket>,
+    /// The socket the reader uses, for application threads that transmit themselves
+    /// ([`Shared::transmit_inline`]).
+    pub(crate) tx_socket: Arc<UdpSocket>,
     /// The node is closed: every call fails with `Closed`.
     pub(crate) closed: bool,
     /// Threads waiting for raw datagrams.
@@ -180,7 +188,12 @@ struct Settled {
 }
 
 impl State {
-    pub(crate) fn new(core: CoreNode, layer: SocketLayer, local_addr: SocketAddr) -> Self {
+    pub(crate) fn new(
+        core: CoreNode,
+        layer: SocketLayer,
+        local_addr: SocketAddr,
+        tx_socket: Arc<UdpSocket>,
+    ) -> Self {
         let max_payload = core.max_payload();
         let raw_limit = core.config().max_inbox.max(1);
         Self {
@@ -197,6 +210,7 @@ impl State {
             delivery: vec![0; max_payload],
             local_addr,
             pending_socket: None,
+            tx_socket,
             closed: false,
             delivered_waiters: 0,
             progress_waiters: 0,
@@ -438,7 +452,7 @@ impl State {
     fn pump(&mut self, now: Instant) -> bool {
         let mut submitted = false;
         while let Some((to, bytes)) = self.layer.peek_outgoing() {
-            let result = if self.stalled.contains_key(to) {
+            let result = if self.stalled_count > 0 && self.stalled.contains_key(to) {
                 // Keep the order: older messages for this peer are waiting.
                 Err(NodeError::QueueFull)
             } else {
@@ -630,10 +644,49 @@ impl Shared {
         settled.flush
     }
 
+    /// Settles the state and unlocks it; if the transport has something to send, the
+    /// calling thread writes and sends one datagram itself instead of waking the reader
+    /// (a hop less for the credits a receive gives back), and wakes the reader only for
+    /// what is left or if a timer moved earlier.
+    pub(crate) fn settle_and_transmit(&self, mut state: MutexGuard<'_, State>, now: Instant) {
+        let flush = self.settle(&mut state, now);
+        if !flush || !state.core.wants_transmit() {
+            drop(state);
+            if flush {
+                self.request_flush();
+            }
+            return;
+        }
+        // A precise time: the transport takes RTT samples from it.
+        let now = self.precise_now();
+        INLINE_DATAGRAM.with_borrow_mut(|buf| {
+            buf.resize(self.max_datagram, 0);
+            let Some((to, len)) = state.core.poll_transmit(now, buf) else {
+                drop(state);
+                return self.request_flush();
+            };
+            let timer_moved = match (state.core.poll_timeout(), state.armed_deadline) {
+                (Some(at), Some(armed)) => at < armed,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            let more = state.core.wants_transmit() || timer_moved;
+            let socket = Arc::clone(&state.tx_socket);
+            drop(state);
+            // A datagram lost here is retransmitted like one lost on the way.
+            let _ = socket.send_to(&buf[..len], to);
+            if more {
+                self.request_flush();
+            }
+        })
+    }
+
     /// Asks the reader to run a turn (send what was queued, re-arm its timer); wakes it only
     /// once per burst.
     pub(crate) fn request_flush(&self) {
-        if !self.flush_requested.swap(true, Ordering::AcqRel) {
+        if !self.flush_requested.load(Ordering::Acquire)
+            && !self.flush_requested.swap(true, Ordering::AcqRel)
+        {
             // An I/O error of the eventfd can only mean the reader is gone; the next call sees
             // `closed`. Nothing accepted is lost: it stays queued in the core.
             let _ = self.waker.wake();

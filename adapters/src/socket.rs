@@ -373,16 +373,13 @@ impl Socket {
         if let Some(message) = self.pop_ahead(take_owned) {
             return Some(message.map_err(|e| self.error_unlocked(e)));
         }
-        self.attempt(
-            |state, key| {
-                let received = state.layer.recv(key).map(|r| (r.payload, r.peer));
-                if received.is_ok() {
-                    state.take_ahead(key);
-                }
-                received
-            },
-            0,
-        )
+        self.attempt_recv_op(|state, key| {
+            let received = state.layer.recv(key).map(|r| (r.payload, r.peer));
+            if received.is_ok() {
+                state.take_ahead(key);
+            }
+            received
+        })
     }
 
     /// Receives the next message into `buf` without allocating, waiting up to `timeout`
@@ -396,16 +393,13 @@ impl Socket {
             if let Some(len) = self.pop_ahead(|ahead| copy_front(ahead, buf)) {
                 return Some(len.map_err(|e| self.error_unlocked(e)));
             }
-            self.attempt(
-                |state, key| {
-                    let len = state.layer.recv_into(key, buf).map(|(n, _)| n);
-                    if len.is_ok() {
-                        state.take_ahead(key);
-                    }
-                    len
-                },
-                0,
-            )
+            self.attempt_recv_op(|state, key| {
+                let len = state.layer.recv_into(key, buf).map(|(n, _)| n);
+                if len.is_ok() {
+                    state.take_ahead(key);
+                }
+                len
+            })
         })
     }
 
@@ -431,11 +425,29 @@ impl Socket {
         taken
     }
 
-    /// One non-blocking try of a send or receive: `None` means "wait and try again".
+    /// One non-blocking try of a send: `None` means "wait and try again".
     fn attempt<T>(
         &self,
         op: impl FnOnce(&mut State, SocketKey) -> Result<T, SocketError>,
         size: usize,
+    ) -> Option<Result<T>> {
+        self.attempt_then(op, size, false)
+    }
+
+    /// One non-blocking try of a receive: like [`Socket::attempt`], but the credits it gives
+    /// back leave from this thread at once ([`Shared::settle_and_transmit`]).
+    fn attempt_recv_op<T>(
+        &self,
+        op: impl FnOnce(&mut State, SocketKey) -> Result<T, SocketError>,
+    ) -> Option<Result<T>> {
+        self.attempt_then(op, 0, true)
+    }
+
+    fn attempt_then<T>(
+        &self,
+        op: impl FnOnce(&mut State, SocketKey) -> Result<T, SocketError>,
+        size: usize,
+        transmit: bool,
     ) -> Option<Result<T>> {
         let mut state = self.shared.state.lock();
         if state.closed {
@@ -459,7 +471,11 @@ impl Socket {
             }
             Err(e) => Some(Err(self.error(&state, e))),
         };
-        self.finish(state, now);
+        if transmit {
+            self.shared.settle_and_transmit(state, now);
+        } else {
+            self.finish(state, now);
+        }
         outcome
     }
 
@@ -469,8 +485,12 @@ impl Socket {
         mode: WaitMode,
         interest: u32,
         timeout: Option<Duration>,
-        attempt: impl FnMut() -> Option<Result<T>>,
+        mut attempt: impl FnMut() -> Option<Result<T>>,
     ) -> Result<T> {
+        if let Some(result) = attempt() {
+            // Most calls complete at once: no parker, no clock read.
+            return result;
+        }
         let parker = Parker::current();
         let deadline = timeout.map(|t| parker.clock().deadline_after(t));
         let options = WaitOptions { mode, interest, deadline };

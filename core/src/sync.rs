@@ -9,9 +9,9 @@
 #[cfg(all(not(loom), target_has_atomic = "64"))]
 pub use core::sync::atomic::AtomicU64;
 #[cfg(not(loom))]
-pub use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+pub use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering, fence};
 #[cfg(loom)]
-pub use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+pub use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
 
 /// A mutual-exclusion lock whose `lock` returns the guard directly (no poisoning).
 pub struct Mutex<T: ?Sized> {

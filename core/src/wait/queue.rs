@@ -14,11 +14,16 @@
 //! * Wakers are fired after the lock is released, so a waker may itself take locks (the
 //!   poller's does) without deadlock. A late waker call can at worst be spurious.
 //!
+//! A wake finds an empty queue without taking its lock: the count of entries is published
+//! with a sequentially consistent fence after every registration, and a wake reads it after
+//! one, so a waiter that registers and then checks its condition either sees the change its
+//! waker made before waking, or is counted by that wake (the store-buffering pattern).
+//!
 //! No heap: entries live inline (`N` of them). [`WaitKey`]s are never reused within a queue,
 //! so a stale key can only miss, never hit another waiter.
 
 use super::WaitMode;
-use crate::sync::Mutex;
+use crate::sync::{AtomicUsize, Mutex, Ordering, fence};
 use core::task::Waker;
 use heapless::Vec;
 
@@ -138,23 +143,36 @@ impl<const N: usize> Entries<N> {
     }
 }
 
+/// Fires collected wakers (by reference: moving the inline vector would copy all of it).
+fn fire<const N: usize>(wakers: &Vec<Waker, N>) {
+    wakers.iter().for_each(Waker::wake_by_ref);
+}
+
 /// A queue of waiters with room for `N` entries; see the module docs.
 #[derive(Debug)]
 pub struct WaitQueue<const N: usize> {
     entries: Mutex<Entries<N>>,
+    /// `entries.list.len()`, written under the lock, read by wakes without it.
+    registered: AtomicUsize,
 }
 
 impl<const N: usize> WaitQueue<N> {
     /// An empty, open queue.
     #[cfg(not(loom))]
     pub const fn new() -> Self {
-        Self { entries: Mutex::new(Entries { list: Vec::new(), next_key: 0, closed: None }) }
+        Self {
+            entries: Mutex::new(Entries { list: Vec::new(), next_key: 0, closed: None }),
+            registered: AtomicUsize::new(0),
+        }
     }
 
     /// An empty, open queue.
     #[cfg(loom)]
     pub fn new() -> Self {
-        Self { entries: Mutex::new(Entries { list: Vec::new(), next_key: 0, closed: None }) }
+        Self {
+            entries: Mutex::new(Entries { list: Vec::new(), next_key: 0, closed: None }),
+            registered: AtomicUsize::new(0),
+        }
     }
 
     /// The number of entries the queue can hold.
@@ -178,6 +196,11 @@ impl<const N: usize> WaitQueue<N> {
         let entry = Entry { key, waker: waker.clone(), mode, interest, state: EntryState::Waiting };
         entries.list.push(entry).map_err(|_| RegisterError::Full)?;
         entries.next_key += 1;
+        self.registered.store(entries.list.len(), Ordering::Relaxed);
+        drop(entries);
+        // Pairs with the fence in `wake_with`: the caller's next check of its condition
+        // comes after this entry is counted.
+        fence(Ordering::SeqCst);
         Ok(key)
     }
 
@@ -252,7 +275,9 @@ impl<const N: usize> WaitQueue<N> {
     pub fn remove(&self, key: WaitKey) -> Option<EntryState> {
         let mut entries = self.entries.lock();
         let index = entries.position(key)?;
-        Some(entries.list.remove(index).state)
+        let state = entries.list.remove(index).state;
+        self.registered.store(entries.list.len(), Ordering::Relaxed);
+        Some(state)
     }
 
     /// Removes the entry; if it was an exclusive entry holding a wake, hands that wake to the
@@ -264,12 +289,13 @@ impl<const N: usize> WaitQueue<N> {
             let mut entries = self.entries.lock();
             let index = entries.position(key)?;
             let entry = entries.list.remove(index);
+            self.registered.store(entries.list.len(), Ordering::Relaxed);
             if let (WaitMode::Exclusive, EntryState::Woken { events }) = (entry.mode, entry.state) {
                 entries.wake(events, 1, false, &mut wakers);
             }
             entry.state
         };
-        wakers.into_iter().for_each(Waker::wake);
+        fire(&wakers);
         Some(previous)
     }
 
@@ -302,9 +328,14 @@ impl<const N: usize> WaitQueue<N> {
     }
 
     fn wake_with(&self, events: u32, max_exclusive: usize, include_shared: bool) -> Woke {
+        // Pairs with the fence in `register`: the caller changed the condition before this.
+        fence(Ordering::SeqCst);
+        if self.registered.load(Ordering::Relaxed) == 0 {
+            return Woke::default();
+        }
         let mut wakers = Vec::new();
         let woke = self.entries.lock().wake(events, max_exclusive, include_shared, &mut wakers);
-        wakers.into_iter().for_each(Waker::wake);
+        fire(&wakers);
         woke
     }
 
@@ -324,7 +355,7 @@ impl<const N: usize> WaitQueue<N> {
             }
             entries.wake(events, usize::MAX, true, &mut wakers)
         };
-        wakers.into_iter().for_each(Waker::wake);
+        fire(&wakers);
         woke
     }
 
