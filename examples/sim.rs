@@ -30,7 +30,7 @@ usage: sim [--seeds N] [--seed-start N] [--messages N] [--nodes N] [--loss P] [-
            [--senders I,J,..] [--drain-every D] [--node core|naive] [--verbose] [--log]
            node settings (core only): [--window N] [--base-slots N] [--max-queued N]
            [--max-inbox N] [--max-datagram N] [--coalesce D] [--rto-min D] [--rto-max D]
-           [--rto-initial D] [--idle-timeout D] [--receive-idle-timeout D]
+           [--rto-initial D] [--idle-timeout D] [--receive-idle-timeout D] [--ack-delay D]
   --messages is per seed, shared by all nodes; P is a probability in [0, 1]; D is a duration
   such as 10s, 250ms or 1.5s. --move moves one node mid-run without telling it (like a NAT
   rebinding); with --announce its runtime notices and the node announces its new address.
@@ -74,6 +74,7 @@ const FLAGS: &[&str] = &[
     "rto-initial",
     "idle-timeout",
     "receive-idle-timeout",
+    "ack-delay",
 ];
 
 /// Flags that set a field of the core node's configuration.
@@ -89,6 +90,7 @@ const NODE_FLAGS: &[&str] = &[
     "rto-initial",
     "idle-timeout",
     "receive-idle-timeout",
+    "ack-delay",
 ];
 
 /// Which node implementation to drive.
@@ -124,6 +126,7 @@ fn node_config(args: &Args) -> (NodeConfig, Vec<(String, String)>) {
         rto_initial: duration_flag(args, "rto-initial", d.rto_initial),
         idle_timeout: duration_flag(args, "idle-timeout", d.idle_timeout),
         receive_idle_timeout: duration_flag(args, "receive-idle-timeout", d.receive_idle_timeout),
+        ack_delay: duration_flag(args, "ack-delay", d.ack_delay),
         ..d
     };
     let given = NODE_FLAGS

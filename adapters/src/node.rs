@@ -43,6 +43,9 @@ pub struct NodeBuilder {
     linger: Duration,
 }
 
+/// How long a std node holds an acknowledgement back for a reply to carry it.
+const DEFAULT_ACK_DELAY: Duration = Duration::from_micros(500);
+
 impl NodeBuilder {
     /// A node named `id` bound to `127.0.0.1:0` (an ephemeral port) with default options.
     pub fn new(id: &str) -> Self {
@@ -50,7 +53,8 @@ impl NodeBuilder {
             id: id.to_string(),
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             peers: Vec::new(),
-            config: NodeConfig::default(),
+            // Replies carry the acknowledgements of requests (see `NodeConfig::ack_delay`).
+            config: NodeConfig { ack_delay: DEFAULT_ACK_DELAY, ..NodeConfig::default() },
             layer: LayerConfig { max_payload: usize::MAX, ..LayerConfig::DEFAULT },
             recv_buffer: None,
             send_buffer: None,

@@ -431,7 +431,7 @@ impl Socket {
         op: impl FnOnce(&mut State, SocketKey) -> Result<T, SocketError>,
         size: usize,
     ) -> Option<Result<T>> {
-        self.attempt_then(op, size, false)
+        self.attempt_then(op, size, Transmit::IfIdle)
     }
 
     /// One non-blocking try of a receive: like [`Socket::attempt`], but the credits it gives
@@ -440,14 +440,14 @@ impl Socket {
         &self,
         op: impl FnOnce(&mut State, SocketKey) -> Result<T, SocketError>,
     ) -> Option<Result<T>> {
-        self.attempt_then(op, 0, true)
+        self.attempt_then(op, 0, Transmit::Inline)
     }
 
     fn attempt_then<T>(
         &self,
         op: impl FnOnce(&mut State, SocketKey) -> Result<T, SocketError>,
         size: usize,
-        transmit: bool,
+        transmit: Transmit,
     ) -> Option<Result<T>> {
         let mut state = self.shared.state.lock();
         if state.closed {
@@ -455,6 +455,13 @@ impl Socket {
         }
         let now = self.shared.now();
         let key = self.key();
+        // Nagle's rule: with nothing unacknowledged, a message goes out at once, from this
+        // thread (a request or a reply: two thread hops less per round trip); behind
+        // messages in flight it waits for the reader, which sends them in batches.
+        let inline = match transmit {
+            Transmit::Inline => true,
+            Transmit::IfIdle => state.unacknowledged() == 0,
+        };
         let outcome = match op(&mut state, key) {
             Ok(value) => {
                 // Still ready: pass the turn to the next waiter.
@@ -471,7 +478,7 @@ impl Socket {
             }
             Err(e) => Some(Err(self.error(&state, e))),
         };
-        if transmit {
+        if inline {
             self.shared.settle_and_transmit(state, now);
         } else {
             self.finish(state, now);
@@ -653,6 +660,15 @@ impl Drop for Socket {
         let _ = state.layer.close(now, key);
         self.finish(state, now);
     }
+}
+
+/// Who sends what a socket call gave the transport.
+#[derive(Debug, Clone, Copy)]
+enum Transmit {
+    /// The calling thread, one datagram (the rest by the reader).
+    Inline,
+    /// The calling thread if nothing else was unacknowledged, else the reader.
+    IfIdle,
 }
 
 /// Takes the oldest message received ahead, with its sender.

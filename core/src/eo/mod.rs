@@ -106,6 +106,10 @@ pub(crate) struct Params {
     pub(crate) idle_timeout: Duration,
     /// Inactivity after which a receive record that is safe to forget is dropped.
     pub(crate) receive_idle_timeout: Duration,
+    /// How long a receiver may hold an ACK back for a datagram of its own to carry it.
+    pub(crate) ack_delay: Duration,
+    /// Owed ACKs that make a receiver send them at once.
+    pub(crate) ack_eager: u64,
 }
 
 impl Params {
@@ -120,6 +124,8 @@ impl Params {
             rto_max: config.rto_max,
             idle_timeout: config.idle_timeout,
             receive_idle_timeout: config.receive_idle_timeout,
+            ack_delay: config.ack_delay,
+            ack_eager: (u64::from(config.window) / 4).max(1),
         }
     }
 }

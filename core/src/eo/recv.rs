@@ -40,6 +40,11 @@ pub(crate) struct RecvRecord {
     acks: SlotBitmap,
     open_count: u64,
     ack_count: u64,
+    /// When the oldest ACK still owed was recorded (the delayed-ACK clock).
+    ack_since: Option<Instant>,
+    /// The owed ACKs must go now: enough of them, a duplicate, or the delay is over.
+    /// Until then they only ride along with other records to the sender.
+    ack_due: bool,
     old_acks: heapless::Vec<u64, OLD_ACKS>,
     grant: Option<Slots>,
     status_due: bool,
@@ -64,6 +69,8 @@ impl RecvRecord {
             acks,
             open_count: 0,
             ack_count: 0,
+            ack_since: None,
+            ack_due: false,
             old_acks: heapless::Vec::new(),
             grant: None,
             status_due: false,
@@ -193,14 +200,20 @@ impl RecvRecord {
             env.stats.payloads_delivered += 1;
         } else {
             env.stats.duplicates += 1;
+            // The sender retransmitted: it missed an ACK, do not make it wait for this one.
+            self.ack_due = true;
         }
-        self.owe_ack(slot);
+        self.owe_ack(env, now, slot);
     }
 
-    fn owe_ack(&mut self, slot: u64) {
+    fn owe_ack(&mut self, env: &Env, now: Instant, slot: u64) {
         if slot >= self.acks.lo() {
             if !self.acks.get(slot) && self.acks.set(slot) {
                 self.ack_count += 1;
+                self.ack_since.get_or_insert(now);
+                if env.params.ack_delay.is_zero() || self.ack_count >= env.params.ack_eager {
+                    self.ack_due = true;
+                }
             }
         } else if !self.old_acks.contains(&slot) {
             // Full: the ACK is skipped, the sender's next retransmission asks again.
@@ -215,7 +228,10 @@ impl RecvRecord {
 
     /// True if the record has records to send.
     pub(crate) fn has_output(&self) -> bool {
-        self.status_due || self.grant.is_some() || self.ack_count > 0 || !self.old_acks.is_empty()
+        self.status_due
+            || self.grant.is_some()
+            || (self.ack_due && self.ack_count > 0)
+            || !self.old_acks.is_empty()
     }
 
     /// Writes what is due into `w`; false if the datagram filled up first.
@@ -285,11 +301,17 @@ impl RecvRecord {
             }
             env.stats.acks_sent += 1;
         }
+        // Everything owed went (with whatever else this datagram carries).
+        self.ack_since = None;
+        self.ack_due = false;
         true
     }
 
     /// Probe and garbage-collection timers.
     pub(crate) fn on_timeout(&mut self, env: &mut Env, now: Instant) -> RecvOutcome {
+        if self.ack_since.is_some_and(|since| now >= since + env.params.ack_delay) {
+            self.ack_due = true;
+        }
         if now >= self.last_heard + env.params.receive_idle_timeout && self.safe_to_forget() {
             return RecvOutcome::Forget;
         }
@@ -306,10 +328,16 @@ impl RecvRecord {
 
     /// When `on_timeout` must run next.
     pub(crate) fn deadline(&self, env: &Env) -> Instant {
-        if self.safe_to_forget() {
+        let timers = if self.safe_to_forget() {
             self.probe_at.min(self.last_heard + env.params.receive_idle_timeout)
         } else {
             self.probe_at
+        };
+        match self.ack_since {
+            Some(since) if self.ack_count > 0 && !self.ack_due => {
+                timers.min(since + env.params.ack_delay)
+            }
+            _ => timers,
         }
     }
 }

@@ -52,6 +52,12 @@ pub struct NodeConfig {
     /// freshly granted record alive for longer than its tokens can take to arrive: dropping it
     /// sooner would answer every token with "incarnation gone" and stall delivery for ever.
     pub receive_idle_timeout: Duration,
+    /// How long a receiver may hold back the acknowledgement of a payload, hoping that a
+    /// datagram of its own (a reply) carries it (default 0: acknowledge at once; at most
+    /// `rto_min` / 2, so it never causes a retransmission). ACKs still go at once when a
+    /// quarter of the window is owed or a duplicate arrives. A request/reply exchange then
+    /// costs two datagrams instead of four.
+    pub ack_delay: Duration,
     /// Initial value of the node clock (default 1). A node that restarts must start above
     /// the clock it reached before (see [`crate::node::Node::clock`]), e.g. from a wall clock.
     pub initial_clock: u64,
@@ -73,6 +79,7 @@ impl Default for NodeConfig {
             rto_initial: Duration::from_millis(100),
             idle_timeout: Duration::from_secs(5),
             receive_idle_timeout: Duration::from_secs(600),
+            ack_delay: Duration::ZERO,
             initial_clock: 1,
         }
     }
@@ -100,6 +107,7 @@ impl NodeConfig {
             rto_initial: self.rto_initial.clamp(rto_min, rto_max),
             idle_timeout,
             receive_idle_timeout: self.receive_idle_timeout.max(idle_timeout).max(rto_max * 4),
+            ack_delay: self.ack_delay.min(rto_min / 2),
             initial_clock: self.initial_clock,
         }
     }
