@@ -477,6 +477,8 @@ impl Node {
         let deadline = StdInstant::now() + timeout;
         let mut state = self.shared.state.lock();
         let now = self.shared.now();
+        // From now on acknowledge at once: peers must not wait for ACKs we would never send.
+        state.core.set_ack_delay(now, Duration::ZERO);
         for key in state.socket_keys() {
             if !state.layer.is_closing(key) {
                 // Cannot fail: the socket is open.
@@ -501,6 +503,12 @@ impl Node {
             unacknowledged: state.unacknowledged(),
             sockets_open: state.socket_count(),
         };
+        // The last ACKs (for what arrived while waiting) leave before the reader stops.
+        let now = self.shared.precise_now();
+        let mut buf = vec![0u8; self.shared.max_datagram];
+        while let Some((to, len)) = state.core.poll_transmit(now, &mut buf) {
+            let _ = state.tx_socket.send_to(&buf[..len], to);
+        }
         state.close_all();
         drop(state);
         self.shared.stop.store(true, std::sync::atomic::Ordering::Release);

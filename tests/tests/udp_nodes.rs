@@ -170,3 +170,20 @@ fn errors_are_clear() {
     a.add_peer("B", "127.0.0.1:9".parse().unwrap()).unwrap();
     assert!(matches!(a.send_to("B", &huge), Err(Error::MessageTooLarge { .. })));
 }
+
+/// A node that stops right after receiving acknowledges what it received first (std nodes
+/// hold ACKs back for a reply to carry them): the sender's close finds nothing unacknowledged.
+#[test]
+fn a_closing_node_sends_the_acks_it_held_back() {
+    for _ in 0..20 {
+        let b = start("B");
+        let a = start("A");
+        a.add_peer("B", b.local_addr()).unwrap();
+        a.send_to("B", b"last words").unwrap();
+        assert_eq!(b.recv_timeout(Duration::from_secs(10)).unwrap().payload, b"last words");
+        let report = b.close(Duration::from_secs(10)).unwrap();
+        assert_eq!(report.unacknowledged, 0);
+        let report = a.close(Duration::from_secs(10)).unwrap();
+        assert_eq!(report.unacknowledged, 0, "B acknowledged before it stopped");
+    }
+}

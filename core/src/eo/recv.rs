@@ -226,6 +226,11 @@ impl RecvRecord {
         self.status_due = true;
     }
 
+    /// Makes the ACKs held back due now.
+    pub(crate) fn acknowledge_now(&mut self) {
+        self.ack_due = true;
+    }
+
     /// True if the record has records to send.
     pub(crate) fn has_output(&self) -> bool {
         self.status_due

@@ -367,6 +367,23 @@ impl Node {
         !self.ready.is_empty()
     }
 
+    /// Changes [`NodeConfig::ack_delay`] (at most `rto_min` / 2). Zero also makes every
+    /// acknowledgement held back so far due now: a node about to stop calls this so that
+    /// its peers do not wait for ACKs it would never send.
+    pub fn set_ack_delay(&mut self, now: Instant, delay: Duration) {
+        let delay = delay.min(self.config.rto_min / 2);
+        self.config.ack_delay = delay;
+        self.env.params.ack_delay = delay;
+        if delay.is_zero() {
+            for (id, peer) in self.peers.iter_mut() {
+                if let Some(recv) = &mut peer.recv {
+                    recv.acknowledge_now();
+                }
+                Self::mark_peer(&mut self.ready, id, peer, now);
+            }
+        }
+    }
+
     /// When [`Node::handle_timeout`] should be called next (`None`: nothing to wait for).
     pub fn poll_timeout(&self) -> Option<Instant> {
         let coalesce = self.config.coalesce_delay;
