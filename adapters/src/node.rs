@@ -48,6 +48,9 @@ const DEFAULT_ACK_DELAY: Duration = Duration::from_micros(500);
 
 impl NodeBuilder {
     /// A node named `id` bound to `127.0.0.1:0` (an ephemeral port) with default options.
+    /// The transport's options are [`NodeConfig`]'s defaults except
+    /// [`NodeConfig::ack_delay`], 500 µs here, so that a reply carries the acknowledgement of
+    /// its request (change it with [`NodeBuilder::configure`]).
     pub fn new(id: &str) -> Self {
         Self {
             id: id.to_string(),
