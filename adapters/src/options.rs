@@ -27,9 +27,11 @@ pub struct SocketOptions {
     /// Messages each link may have waiting here for the application: the credits the peer
     /// gets. Default 100. Changing it on a socket also changes its established links.
     ///
-    /// From a capacity of 64 up, a receive also takes up to an eighth of it (at most 32)
-    /// more messages off the links, so that the receives after it need not take the node
-    /// lock: a socket then holds at most capacity plus that many messages per link set.
+    /// On a pull socket with a capacity of 64 or more, a receive also takes up to an eighth
+    /// of it (at most 32) more messages off the links, so that the receives after it need
+    /// not take the node lock: the socket then holds at most the capacity per link plus that
+    /// many messages (those are not counted in [`crate::LinkInfo::queued`]). `close` waits
+    /// for them to be received too, and reports those left at its timeout as dropped.
     pub capacity: u32,
     /// Credits go back to the sender in batches of this percentage of the capacity, 1 to
     /// 100. Default 25.

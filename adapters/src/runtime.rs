@@ -25,7 +25,7 @@ use a3m_core::id::{LinkIncarnation, NodeId, SocketId};
 use a3m_core::link::{LinkPhase, Refusal};
 use a3m_core::node::{Node as CoreNode, NodeError};
 use a3m_core::poll::{Events, PollId, PollSource, Pollable};
-use a3m_core::socket::{SocketEvent, SocketKey, SocketLayer};
+use a3m_core::socket::{PULL, SocketEvent, SocketKey, SocketLayer};
 use a3m_core::time::Instant;
 use a3m_core::wait::Waiters;
 use a3m_platform::reactor::{Clock, ReactorWaker};
@@ -164,7 +164,7 @@ pub(crate) struct State {
     /// A socket `rebind` created, for the reader to switch to.
     pub(crate) pending_socket: Option<UdpSocket>,
     /// The socket the reader uses, for application threads that transmit themselves
-    /// ([`Shared::transmit_inline`]).
+    /// ([`Shared::settle_and_transmit`]).
     pub(crate) tx_socket: Arc<UdpSocket>,
     /// The node is closed: every call fails with `Closed`.
     pub(crate) closed: bool,
@@ -316,6 +316,12 @@ impl State {
         let mut ahead = cell.ahead.lock();
         for buf in ahead.spent.drain(..) {
             self.layer.recycle(buf);
+        }
+        // Only for pull sockets: a user-defined protocol's `route_recv` may keep state about
+        // the message the application takes (whom to reply to), which taking ahead would
+        // corrupt.
+        if self.layer.protocol(key).is_none_or(|p| p.id() != PULL) {
+            return;
         }
         let capacity = self.layer.options(key).map_or(0, |o| o.capacity as usize);
         let limit = if capacity < 64 { 0 } else { RECV_AHEAD.min(capacity / 8) };
@@ -575,6 +581,7 @@ impl State {
     pub(crate) fn close_all(&mut self) {
         self.closed = true;
         for (_, entry) in self.sockets.drain() {
+            entry.cell.ahead.lock().queue.clear();
             *entry.cell.report.lock() = Some(entry.report);
             entry.cell.source.close(false);
         }
@@ -670,12 +677,20 @@ impl Shared {
                 (Some(_), None) => true,
                 (None, _) => false,
             };
-            let more = state.core.wants_transmit() || timer_moved;
+            let layer_moved = state
+                .layer
+                .poll_timeout()
+                .is_some_and(|at| state.armed_deadline.is_none_or(|armed| at < armed));
+            let more = state.core.wants_transmit()
+                || timer_moved
+                || layer_moved
+                || state.deliveries_pending();
             let socket = Arc::clone(&state.tx_socket);
             drop(state);
-            // A datagram lost here is retransmitted like one lost on the way.
-            let _ = socket.send_to(&buf[..len], to);
-            if more {
+            // A datagram lost here (the kernel buffer is full) is retransmitted like one
+            // lost on the way; the reader is woken to watch the socket.
+            let sent = socket.send_to(&buf[..len], to).is_ok();
+            if more || !sent {
                 self.request_flush();
             }
         })

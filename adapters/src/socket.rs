@@ -159,6 +159,8 @@ impl fmt::Debug for Socket {
 const RECV_INTEREST: u32 = Events::IN.bits() | Events::ALWAYS.bits() | LINKS_CHANGED;
 /// The interest of a blocked send.
 const SEND_INTEREST: u32 = Events::OUT.bits() | Events::ALWAYS.bits() | LINKS_CHANGED;
+/// How often `close` looks whether other threads took the messages received ahead.
+const AHEAD_DRAIN_POLL: Duration = Duration::from_millis(1);
 /// How long `close` waits beyond its timeout for the reader to drop the links.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
@@ -374,6 +376,10 @@ impl Socket {
             return Some(message.map_err(|e| self.error_unlocked(e)));
         }
         self.attempt_recv_op(|state, key| {
+            // Another thread may have filled the ahead queue since: older messages first.
+            if let Some(message) = take_owned(&mut self.cell.ahead.lock()) {
+                return message;
+            }
             let received = state.layer.recv(key).map(|r| (r.payload, r.peer));
             if received.is_ok() {
                 state.take_ahead(key);
@@ -394,6 +400,10 @@ impl Socket {
                 return Some(len.map_err(|e| self.error_unlocked(e)));
             }
             self.attempt_recv_op(|state, key| {
+                // Another thread may have filled the ahead queue since: older messages first.
+                if let Some(len) = copy_front(&mut self.cell.ahead.lock(), buf) {
+                    return len;
+                }
                 let len = state.layer.recv_into(key, buf).map(|(n, _)| n);
                 if len.is_ok() {
                     state.take_ahead(key);
@@ -404,8 +414,9 @@ impl Socket {
     }
 
     /// Takes a message received ahead with `take` (see [`crate::runtime::RECV_AHEAD`]),
-    /// without the node lock; `None` if there is none. Taking the last one publishes the
-    /// socket's readiness again (it may no longer be readable).
+    /// without the node lock; `None` if there is none. While messages are left, the next
+    /// blocked receiver is woken for them (as a receive under the lock does); taking the last
+    /// one publishes the socket's readiness again (it may no longer be readable).
     fn pop_ahead<T>(
         &self,
         take: impl FnOnce(&mut Ahead) -> Option<Result<T, SocketError>>,
@@ -421,6 +432,13 @@ impl Socket {
         if emptied {
             let state = self.shared.state.lock();
             state.refresh(self.key(), false);
+        } else if taken.as_ref().is_some_and(Result::is_ok)
+            && self.cell.source.queue().maybe_registered()
+        {
+            // A receiver that registered before we took the ahead lock is counted here (its
+            // registration came before its own look at the queue, under the same lock); one
+            // that registers later finds the messages itself.
+            self.cell.source.queue().wake(Events::IN.bits(), 1);
         }
         taken
     }
@@ -589,9 +607,23 @@ impl Socket {
             }
             Ok(())
         })?;
-        self.block(WaitMode::Shared, Events::HUP.bits(), Some(timeout + CLOSE_GRACE), || {
-            self.cell.source.is_closed().then(|| Ok(self.cell.report.lock().unwrap_or_default()))
-        })
+        let deadline = std::time::Instant::now() + timeout;
+        let mut report =
+            self.block(WaitMode::Shared, Events::HUP.bits(), Some(timeout + CLOSE_GRACE), || {
+                self.cell
+                    .source
+                    .is_closed()
+                    .then(|| Ok(self.cell.report.lock().unwrap_or_default()))
+            })?;
+        // Messages taken ahead count as received for the links: other threads may still
+        // take them until the timeout; what is left then is dropped and reported.
+        while !self.cell.ahead.lock().queue.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(AHEAD_DRAIN_POLL);
+        }
+        let mut ahead = self.cell.ahead.lock();
+        report.dropped_messages += ahead.queue.len();
+        ahead.queue.clear();
+        Ok(report)
     }
 
     /// Maps a core error of a receive that did not take the node lock.

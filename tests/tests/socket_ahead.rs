@@ -124,3 +124,53 @@ fn threads_sharing_a_socket_split_the_messages_taken_ahead() {
     });
     assert_eq!(seen.into_inner().unwrap().len() as u64, COUNT);
 }
+
+#[test]
+fn every_blocked_receiver_wakes_for_messages_taken_ahead() {
+    const THREADS: usize = 6;
+    const BURST: u64 = 40;
+    let b = node("B");
+    let a = node_knowing("A", &b);
+    let sink = pull(&b, "sink", SocketOptions::new().capacity(CAPACITY));
+    let source = a.push("src").unwrap();
+    source.link("B/sink").unwrap();
+    source.send(&numbered(999, 8)).unwrap();
+    assert_eq!(number(&sink.recv_timeout(WAIT).unwrap()), 999);
+    let got = thread::scope(|s| {
+        let receivers: Vec<_> = (0..THREADS)
+            .map(|_| {
+                s.spawn(|| sink.recv_timeout(std::time::Duration::from_secs(5)).map(|m| number(&m)))
+            })
+            .collect();
+        // Let them all block, then send a burst the first receive takes ahead.
+        thread::sleep(std::time::Duration::from_millis(300));
+        for n in 0..BURST {
+            source.send(&numbered(n, 8)).unwrap();
+        }
+        receivers.into_iter().map(|r| r.join().unwrap()).collect::<Vec<_>>()
+    });
+    let failed = got.iter().filter(|r| r.is_err()).count();
+    assert_eq!(failed, 0, "no receiver times out while messages wait: {got:?}");
+    // Take the rest, so that the nodes need not linger for them.
+    for _ in THREADS as u64..BURST {
+        sink.recv_timeout(WAIT).unwrap();
+    }
+}
+
+#[test]
+fn close_reports_messages_taken_ahead_and_never_received() {
+    let b = node("B");
+    let a = node_knowing("A", &b);
+    let sink = pull(&b, "sink", SocketOptions::new().capacity(CAPACITY));
+    let source = a.push("src").unwrap();
+    source.link("B/sink").unwrap();
+    for n in 0..10 {
+        source.send(&numbered(n, 8)).unwrap();
+    }
+    eventually("ten messages wait", || sink.links().iter().map(|l| l.queued).sum::<usize>() == 10);
+    assert_eq!(number(&sink.try_recv().unwrap()), 0);
+    // Nine were taken ahead; nobody receives them before the timeout.
+    let report = sink.close(std::time::Duration::from_millis(300)).unwrap();
+    assert_eq!(report.dropped_messages, 9, "{report:?}");
+    assert!(matches!(sink.try_recv(), Err(Error::Closed)));
+}

@@ -117,6 +117,10 @@ impl RecvRecord {
             self.ack_count -= self.acks.clear_range(self.acks.lo(), to);
         }
         self.old_acks.retain(|&s| s >= lowest);
+        if self.ack_count == 0 {
+            self.ack_since = None;
+            self.ack_due = false;
+        }
         // Slots below `lowest` that were never granted can never be granted now.
         self.next = self.next.max(lowest);
         self.advance_lo();

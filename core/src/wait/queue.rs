@@ -299,6 +299,14 @@ impl<const N: usize> WaitQueue<N> {
         Some(previous)
     }
 
+    /// Whether any entry may be registered, read without the lock or a fence: exact only
+    /// when the caller is ordered after the registration by other means (a lock both sides
+    /// take), as when a waiter registers and then checks a queue that the caller changed
+    /// under that lock. Otherwise use [`WaitQueue::wake`], which fences.
+    pub fn maybe_registered(&self) -> bool {
+        self.registered.load(Ordering::Relaxed) > 0
+    }
+
     /// Wakes one waiting exclusive entry whose interest matches `events` and no shared
     /// entry: hands on a wake a waiter received but could not use. Returns whether an entry
     /// was woken (`false` when no exclusive entry was waiting: the wake is dropped).
