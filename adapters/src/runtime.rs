@@ -25,7 +25,7 @@ use a3m_core::id::{LinkIncarnation, NodeId, SocketId};
 use a3m_core::link::{LinkPhase, Refusal};
 use a3m_core::node::{Node as CoreNode, NodeError};
 use a3m_core::poll::{Events, PollId, PollSource, Pollable};
-use a3m_core::socket::{PULL, SocketEvent, SocketKey, SocketLayer};
+use a3m_core::socket::{SocketEvent, SocketKey, SocketLayer};
 use a3m_core::time::Instant;
 use a3m_core::wait::Waiters;
 use a3m_platform::reactor::{Clock, ReactorWaker};
@@ -306,8 +306,9 @@ impl State {
         }
     }
 
-    /// Moves up to [`RECV_AHEAD`] more messages (an eighth of the socket's capacity, none
-    /// below a capacity of 64) from the socket's links to its ahead queue, so that the next
+    /// For protocols that allow it ([`a3m_core::socket::Protocol::receives_ahead`]), moves up
+    /// to [`RECV_AHEAD`] more messages (an eighth of the socket's capacity, none below a
+    /// capacity of 64) from the socket's links to its ahead queue, so that the next
     /// receives need not take the node lock; gives the buffers spent meanwhile back to the
     /// layer. The messages moved count as taken: their credits go back to the senders.
     pub(crate) fn take_ahead(&mut self, key: SocketKey) {
@@ -317,10 +318,7 @@ impl State {
         for buf in ahead.spent.drain(..) {
             self.layer.recycle(buf);
         }
-        // Only for pull sockets: a user-defined protocol's `route_recv` may keep state about
-        // the message the application takes (whom to reply to), which taking ahead would
-        // corrupt.
-        if self.layer.protocol(key).is_none_or(|p| p.id() != PULL) {
+        if self.layer.protocol(key).is_none_or(|p| !p.receives_ahead()) {
             return;
         }
         let capacity = self.layer.options(key).map_or(0, |o| o.capacity as usize);

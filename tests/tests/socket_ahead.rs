@@ -9,20 +9,27 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::thread;
 
-use a3m::{Error, Events, SocketOptions};
+use a3m::{Error, Events, Node, Socket, SocketOptions};
 use socket_support::{WAIT, eventually, node, node_knowing, number, numbered, pull};
 
 /// A capacity at which receives take messages ahead.
 const CAPACITY: u32 = 256;
 
-#[test]
-fn messages_taken_ahead_arrive_once_and_in_order() {
-    const COUNT: u64 = 20_000;
+/// Nodes B and A, B's pull socket `sink` (capacity [`CAPACITY`]) and A's push socket linking
+/// to it: (B, A, sink, source). The nodes must outlive the sockets' use.
+fn linked() -> (Node, Node, Socket, Socket) {
     let b = node("B");
     let a = node_knowing("A", &b);
     let sink = pull(&b, "sink", SocketOptions::new().capacity(CAPACITY));
     let source = a.push("src").unwrap();
     source.link("B/sink").unwrap();
+    (b, a, sink, source)
+}
+
+#[test]
+fn messages_taken_ahead_arrive_once_and_in_order() {
+    const COUNT: u64 = 20_000;
+    let (_b, _a, sink, source) = linked();
     thread::scope(|s| {
         s.spawn(|| {
             for n in 0..COUNT {
@@ -49,11 +56,7 @@ fn messages_taken_ahead_arrive_once_and_in_order() {
 
 #[test]
 fn readiness_clears_when_the_last_message_taken_ahead_is_received() {
-    let b = node("B");
-    let a = node_knowing("A", &b);
-    let sink = pull(&b, "sink", SocketOptions::new().capacity(CAPACITY));
-    let source = a.push("src").unwrap();
-    source.link("B/sink").unwrap();
+    let (_b, _a, sink, source) = linked();
     for n in 0..10 {
         source.send(&numbered(n, 8)).unwrap();
     }
@@ -71,11 +74,7 @@ fn readiness_clears_when_the_last_message_taken_ahead_is_received() {
 
 #[test]
 fn a_short_buffer_leaves_a_message_taken_ahead_queued() {
-    let b = node("B");
-    let a = node_knowing("A", &b);
-    let sink = pull(&b, "sink", SocketOptions::new().capacity(CAPACITY));
-    let source = a.push("src").unwrap();
-    source.link("B/sink").unwrap();
+    let (_b, _a, sink, source) = linked();
     source.send(&numbered(0, 8)).unwrap();
     source.send(&numbered(1, 100)).unwrap();
     eventually("two messages wait", || sink.links().iter().map(|l| l.queued).sum::<usize>() == 2);
@@ -95,11 +94,7 @@ fn a_short_buffer_leaves_a_message_taken_ahead_queued() {
 fn threads_sharing_a_socket_split_the_messages_taken_ahead() {
     const COUNT: u64 = 20_000;
     const THREADS: usize = 4;
-    let b = node("B");
-    let a = node_knowing("A", &b);
-    let sink = pull(&b, "sink", SocketOptions::new().capacity(CAPACITY));
-    let source = a.push("src").unwrap();
-    source.link("B/sink").unwrap();
+    let (_b, _a, sink, source) = linked();
     let seen = Mutex::new(HashSet::new());
     thread::scope(|s| {
         s.spawn(|| {
@@ -129,11 +124,7 @@ fn threads_sharing_a_socket_split_the_messages_taken_ahead() {
 fn every_blocked_receiver_wakes_for_messages_taken_ahead() {
     const THREADS: usize = 6;
     const BURST: u64 = 40;
-    let b = node("B");
-    let a = node_knowing("A", &b);
-    let sink = pull(&b, "sink", SocketOptions::new().capacity(CAPACITY));
-    let source = a.push("src").unwrap();
-    source.link("B/sink").unwrap();
+    let (_b, _a, sink, source) = linked();
     source.send(&numbered(999, 8)).unwrap();
     assert_eq!(number(&sink.recv_timeout(WAIT).unwrap()), 999);
     let got = thread::scope(|s| {
@@ -159,11 +150,7 @@ fn every_blocked_receiver_wakes_for_messages_taken_ahead() {
 
 #[test]
 fn close_reports_messages_taken_ahead_and_never_received() {
-    let b = node("B");
-    let a = node_knowing("A", &b);
-    let sink = pull(&b, "sink", SocketOptions::new().capacity(CAPACITY));
-    let source = a.push("src").unwrap();
-    source.link("B/sink").unwrap();
+    let (_b, _a, sink, source) = linked();
     for n in 0..10 {
         source.send(&numbered(n, 8)).unwrap();
     }

@@ -101,6 +101,14 @@ pub trait Protocol: Send {
     /// Chooses the link whose next message the application receives, if any can deliver.
     fn route_recv(&mut self, links: &LinkSet<'_>) -> Option<LinkIncarnation>;
 
+    /// Whether a runtime may take messages off the links before the application asks for
+    /// them, routing them with [`Protocol::route_recv`] ahead of time (default false: a
+    /// protocol whose routing keeps state about the message the application takes, such as
+    /// whom to reply to, must not allow it).
+    fn receives_ahead(&self) -> bool {
+        false
+    }
+
     /// Whether a receive would succeed now (by default: the socket receives and some link
     /// has its next message).
     fn readable(&self, links: &LinkSet<'_>) -> bool {

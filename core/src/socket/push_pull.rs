@@ -93,6 +93,11 @@ impl Protocol for Pull {
         Route::Blocked
     }
 
+    /// Fair queuing keeps no state about the message taken.
+    fn receives_ahead(&self) -> bool {
+        true
+    }
+
     fn route_recv(&mut self, links: &LinkSet<'_>) -> Option<LinkIncarnation> {
         self.next.pick(links, |l| l.has_message())
     }
