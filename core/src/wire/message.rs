@@ -173,6 +173,7 @@ fn unzigzag(v: u32) -> i32 {
 
 impl Message<'_> {
     /// Bytes this message takes when encoded, or why it cannot be.
+    #[inline]
     pub fn encoded_len(&self) -> Result<usize, EncodeError> {
         check_id(self.src_tag, TAG_ID_MAX_LEN).map_err(EncodeError::BadId)?;
         check_id(self.dst_tag, TAG_ID_MAX_LEN).map_err(EncodeError::BadId)?;
@@ -220,9 +221,9 @@ impl Message<'_> {
 /// Encodes `msg` at the start of `buf`; returns the bytes written.
 pub fn encode(msg: &Message<'_>, buf: &mut [u8]) -> Result<usize, EncodeError> {
     let len = msg.encoded_len()?;
-    if len > buf.len() {
+    let Some(buf) = buf.get_mut(..len) else {
         return Err(EncodeError::BufferTooSmall);
-    }
+    };
     let mut w = Writer::new(buf, 0);
     w.u8(msg.kind());
     w.id(msg.src_tag);
@@ -277,8 +278,7 @@ pub fn decode(input: &[u8]) -> Result<Message<'_>, DecodeError> {
     if kind > KIND_DATA && kind < FIRST_CUSTOM_KIND || kind == 0 {
         return Err(DecodeError::UnknownMessageKind(kind));
     }
-    let src_tag = r.id(TAG_ID_MAX_LEN)?;
-    let dst_tag = r.id(TAG_ID_MAX_LEN)?;
+    let (src_tag, dst_tag) = r.id_pair(TAG_ID_MAX_LEN)?;
     let link = LinkIncarnation(r.varint_u32()?);
     let body = match kind {
         KIND_ERROR => Body::Error { code: ErrorCode::from_byte(r.u8()?)?, detail: r.rest() },

@@ -334,6 +334,9 @@ impl<'a> Ack<'a> {
         }))
     }
 
+    // Out of line: the range walk would make every caller of `Record::encoded_len` pay for
+    // its registers, and `ACK`s are rare next to `TOKEN`s.
+    #[inline(never)]
     fn encoded_len(&self) -> Result<usize, EncodeError> {
         let mut len = varint_len(self.incarnation) + varint_len(self.range_count() as u64);
         let mut prev_end = 0u64;
@@ -391,6 +394,7 @@ pub enum Record<'a> {
 
 impl Record<'_> {
     /// Bytes this record takes on the wire, or why it cannot be encoded.
+    #[inline]
     pub fn encoded_len(&self) -> Result<usize, EncodeError> {
         Ok(1 + match self {
             Record::ReqSlots(r) => {
@@ -434,26 +438,35 @@ impl Record<'_> {
                 w.varint(t.payload.len() as u64);
                 w.bytes(t.payload);
             }
-            Record::Ack(a) => {
-                w.u8(KIND_ACK);
-                w.varint(a.incarnation);
-                w.varint(a.range_count() as u64);
-                let mut prev_end = 0;
-                for r in a.ranges() {
-                    w.varint(r.start - prev_end);
-                    w.varint(r.len() - 1);
-                    prev_end = r.end;
-                }
-            }
+            Record::Ack(a) => a.write(w),
+        }
+    }
+}
+
+impl Ack<'_> {
+    /// Writes the record (kind byte included); out of line for the same reason as
+    /// [`Ack::encoded_len`].
+    #[inline(never)]
+    fn write(&self, w: &mut Writer<'_>) {
+        w.u8(KIND_ACK);
+        w.varint(self.incarnation);
+        w.varint(self.range_count() as u64);
+        let mut prev_end = 0;
+        for r in self.ranges() {
+            w.varint(r.start - prev_end);
+            w.varint(r.len() - 1);
+            prev_end = r.end;
         }
     }
 }
 
 /// Bytes the varint encoding of `v` takes.
+#[inline]
 pub fn varint_len(v: u64) -> usize {
-    // 1 byte per started group of 7 bits; 0 still takes one byte.
+    // 1 byte per started group of 7 bits; 0 still takes one byte. `(9 * bits + 64) / 64` is
+    // `ceil(bits / 7)` for every `bits` in 1..=64, without a division.
     let bits = 64 - (v | 1).leading_zeros() as usize;
-    bits.div_ceil(7)
+    (bits * 9 + 64) / 64
 }
 
 /// Encodes `records` behind `header` into `buf`, as many as fit in order.
@@ -520,8 +533,7 @@ pub fn decode_datagram(input: &[u8]) -> Result<Datagram<'_>, DecodeError> {
     if flags & !KNOWN_FLAGS != 0 {
         return Err(DecodeError::UnknownFlags(flags));
     }
-    let src = r.id(NODE_ID_MAX_LEN)?;
-    let dst = r.id(NODE_ID_MAX_LEN)?;
+    let (src, dst) = r.id_pair(NODE_ID_MAX_LEN)?;
     let records = r.rest();
     let mut rr = Reader::new(records);
     let mut record_count = 0;
@@ -568,29 +580,34 @@ fn read_record<'a>(r: &mut Reader<'a>) -> Result<Record<'a>, DecodeError> {
             let payload = r.byte_string()?;
             Record::Token(Token { slot, incarnation, payload })
         }
-        KIND_ACK => {
-            let incarnation = r.varint()?;
-            let count = r.varint()?;
-            if count == 0 || count > MAX_ACK_RANGES as u64 {
-                return Err(DecodeError::BadAckRangeCount);
-            }
-            let count = count as usize;
-            let start = r.position();
-            let mut prev_end = 0;
-            for i in 0..count {
-                let range = read_range(r, prev_end)?;
-                // The encoder refuses touching ranges, so accepting them would let a decoded
-                // ACK fail to re-encode.
-                if i > 0 && range.start == prev_end {
-                    return Err(DecodeError::BadAckRange);
-                }
-                prev_end = range.end;
-            }
-            let bytes = r.since(start);
-            Record::Ack(Ack { incarnation, ranges: AckRanges::Encoded { count, bytes } })
-        }
+        KIND_ACK => read_ack(r)?,
         other => return Err(DecodeError::UnknownRecordKind(other)),
     })
+}
+
+/// The rest of an `ACK` record after its kind byte; out of line so that the common records
+/// do not pay for the range loop's registers.
+#[inline(never)]
+fn read_ack<'a>(r: &mut Reader<'a>) -> Result<Record<'a>, DecodeError> {
+    let incarnation = r.varint()?;
+    let count = r.varint()?;
+    if count == 0 || count > MAX_ACK_RANGES as u64 {
+        return Err(DecodeError::BadAckRangeCount);
+    }
+    let count = count as usize;
+    let start = r.position();
+    let mut prev_end = 0;
+    for i in 0..count {
+        let range = read_range(r, prev_end)?;
+        // The encoder refuses touching ranges, so accepting them would let a decoded
+        // ACK fail to re-encode.
+        if i > 0 && range.start == prev_end {
+            return Err(DecodeError::BadAckRange);
+        }
+        prev_end = range.end;
+    }
+    let bytes = r.since(start);
+    Ok(Record::Ack(Ack { incarnation, ranges: AckRanges::Encoded { count, bytes } }))
 }
 
 pub(crate) fn check_node_id(s: &str) -> Result<(), EncodeError> {
@@ -609,6 +626,12 @@ mod tests {
 
     #[test]
     fn varint_len_matches_groups_of_seven_bits() {
+        for bits in 0..64 {
+            for v in [1u64 << bits, (1u64 << bits) - 1, ((1u64 << bits) - 1) | (1 << bits)] {
+                let slow = (64 - (v | 1).leading_zeros() as usize).div_ceil(7);
+                assert_eq!(varint_len(v), slow, "{v:#x}");
+            }
+        }
         assert_eq!(varint_len(0), 1);
         assert_eq!(varint_len(127), 1);
         assert_eq!(varint_len(128), 2);

@@ -38,7 +38,43 @@ impl<'b> Writer<'b> {
     /// A length byte then the identifier's bytes; the caller has checked the length.
     pub(crate) fn id(&mut self, s: &str) {
         self.u8(s.len() as u8);
-        self.bytes(s.as_bytes());
+        let src = s.as_bytes();
+        let dst = &mut self.buf[self.pos..self.pos + src.len()];
+        copy_short(dst, src);
+        self.pos += src.len();
+    }
+}
+
+/// `dst.copy_from_slice(src)` for the short identifiers (at most 32 bytes) without a call to
+/// `memcpy`: two fixed-size copies that overlap in the middle.
+#[inline]
+fn copy_short(dst: &mut [u8], src: &[u8]) {
+    debug_assert_eq!(dst.len(), src.len());
+    let n = src.len();
+    if n != dst.len() || n > 32 {
+        dst.copy_from_slice(src);
+    } else if n >= 16 {
+        copy_ends::<16>(dst, src);
+    } else if n >= 8 {
+        copy_ends::<8>(dst, src);
+    } else if n >= 4 {
+        copy_ends::<4>(dst, src);
+    } else if n > 0 {
+        // 1 to 3 bytes: first, middle and last cover them all.
+        dst[0] = src[0];
+        dst[n / 2] = src[n / 2];
+        dst[n - 1] = src[n - 1];
+    }
+}
+
+/// Copies the first and the last `N` bytes of `src` (at least `N` long) into `dst` (as long).
+#[inline]
+fn copy_ends<const N: usize>(dst: &mut [u8], src: &[u8]) {
+    if let (Some(d), Some(s)) = (dst.first_chunk_mut::<N>(), src.first_chunk::<N>()) {
+        *d = *s;
+    }
+    if let (Some(d), Some(s)) = (dst.last_chunk_mut::<N>(), src.last_chunk::<N>()) {
+        *d = *s;
     }
 }
 
@@ -112,5 +148,24 @@ impl<'b> DatagramWriter<'b> {
     /// The datagram's length and record count.
     pub fn finish(self) -> Encoded {
         Encoded { len: self.w.pos, records: self.records }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_short;
+
+    #[test]
+    fn copy_short_copies_every_length() {
+        let mut src = [0u8; 40];
+        for (i, b) in src.iter_mut().enumerate() {
+            *b = i as u8 + 1;
+        }
+        for n in 0..=src.len() {
+            let mut dst = [0u8; 40];
+            copy_short(&mut dst[..n], &src[..n]);
+            assert_eq!(dst[..n], src[..n], "length {n}");
+            assert!(dst[n..].iter().all(|&b| b == 0), "length {n} wrote past the end");
+        }
     }
 }
