@@ -51,6 +51,9 @@ pub(crate) struct RecvRecord {
     last_heard: Instant,
     probe_at: Instant,
     probe_interval: Duration,
+    /// The probe timer is as `heard(last_heard)` left it (no probe since): hearing again at
+    /// the same instant (the other records of a datagram) changes nothing.
+    probe_fresh: bool,
 }
 
 impl RecvRecord {
@@ -77,6 +80,7 @@ impl RecvRecord {
             last_heard: now,
             probe_at: now + idle * 2,
             probe_interval: idle,
+            probe_fresh: true,
         }
     }
 
@@ -86,7 +90,12 @@ impl RecvRecord {
         self.inc
     }
 
+    #[inline]
     fn heard(&mut self, env: &Env, now: Instant) {
+        if self.probe_fresh && self.last_heard == now {
+            return;
+        }
+        self.probe_fresh = true;
         self.last_heard = now;
         self.probe_interval = env.params.idle_timeout;
         self.probe_at = now + env.params.idle_timeout * 2;
@@ -191,17 +200,17 @@ impl RecvRecord {
             env.stats.stale_records += 1;
             return;
         }
-        if self.open.get(slot) {
-            if env.inbox.is_full() {
-                // Neither delivered nor acknowledged: the sender retransmits later.
-                env.stats.inbox_full_deferrals += 1;
-                return;
-            }
-            self.open.clear(slot);
+        // (One bitmap operation when the inbox has room: clearing tells whether it was open.)
+        if !env.inbox.is_full() && self.open.clear(slot) {
             self.open_count -= 1;
             let payload = env.pool.copy_of(token.payload);
             env.inbox.push(from.clone(), payload);
             env.stats.payloads_delivered += 1;
+        } else if self.open.get(slot) {
+            // Open, but the inbox is full: neither delivered nor acknowledged (the sender
+            // retransmits later).
+            env.stats.inbox_full_deferrals += 1;
+            return;
         } else {
             env.stats.duplicates += 1;
             // The sender retransmitted: it missed an ACK, do not make it wait for this one.
@@ -212,7 +221,7 @@ impl RecvRecord {
 
     fn owe_ack(&mut self, env: &Env, now: Instant, slot: u64) {
         if slot >= self.acks.lo() {
-            if !self.acks.get(slot) && self.acks.set(slot) {
+            if self.acks.insert(slot) {
                 self.ack_count += 1;
                 self.ack_since.get_or_insert(now);
                 if env.params.ack_delay.is_zero() || self.ack_count >= env.params.ack_eager {
@@ -331,6 +340,7 @@ impl RecvRecord {
             let ceiling = env.params.idle_timeout * MAX_PROBE_BACKOFF;
             self.probe_interval = (self.probe_interval * 2).min(ceiling);
             self.probe_at = now + self.probe_interval;
+            self.probe_fresh = false;
         }
         RecvOutcome::Keep
     }

@@ -30,7 +30,11 @@ impl Rtt {
 
     /// Adds one round-trip sample.
     pub(crate) fn sample(&mut self, rtt: Duration) {
-        let r = micros(rtt);
+        self.sample_micros(micros(rtt));
+    }
+
+    /// Adds one round-trip sample of `r` microseconds.
+    pub(crate) fn sample_micros(&mut self, r: u64) {
         match self.srtt {
             None => {
                 self.srtt = Some(r);
@@ -54,9 +58,14 @@ impl Rtt {
     /// Timeout before the copy number `sends` (1 = the first transmission) is retransmitted:
     /// the base timeout doubled for every earlier retransmission, at most the maximum.
     pub(crate) fn timeout(&self, sends: u32) -> Duration {
+        Duration::from_micros(self.timeout_micros(sends))
+    }
+
+    /// [`Rtt::timeout`] in microseconds.
+    #[inline]
+    pub(crate) fn timeout_micros(&self, sends: u32) -> u64 {
         let doublings = sends.saturating_sub(1).min(32);
-        let t = self.rto.saturating_mul(1u64 << doublings).min(self.max);
-        Duration::from_micros(t)
+        self.rto.saturating_mul(1u64 << doublings).min(self.max)
     }
 }
 

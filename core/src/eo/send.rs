@@ -10,6 +10,10 @@
 //! Tokens are payloads bound to a slot, kept until acknowledged (the ring holds `None` for the
 //! acknowledged ones until the oldest is); envelopes are granted slots not yet used. Queued
 //! payloads wait for an envelope. `granted_end - acked_base` never exceeds the window.
+//!
+//! The queued payloads follow the tokens in the same ring, in order (as if their slots were
+//! `bound_end..`): binding one to an envelope only moves `bound_end`, so a payload is never
+//! moved from a queue to the ring.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -20,7 +24,8 @@ use crate::wire::{Ack, DatagramWriter, Record, ReqSlots, Slots, Token};
 use super::Env;
 use super::rtt::Rtt;
 
-/// A payload bound to a slot and not yet acknowledged.
+/// A payload bound to a slot and not yet acknowledged (or, past `bound_end` in the ring, a
+/// queued payload, in the state binding gives it).
 #[derive(Debug)]
 struct InFlight {
     payload: Vec<u8>,
@@ -61,9 +66,9 @@ pub(crate) struct SendRecord {
     acked_base: u64,
     bound_end: u64,
     granted_end: u64,
+    /// The slots `acked_base..bound_end`, then the queued payloads.
     ring: VecDeque<Option<InFlight>>,
     in_flight: usize,
-    queue: VecDeque<Vec<u8>>,
     /// Slots whose token must be (re)transmitted, each at most once.
     tx: VecDeque<u64>,
     tx_bytes: usize,
@@ -89,7 +94,6 @@ impl SendRecord {
             granted_end: start,
             ring: VecDeque::with_capacity(window),
             in_flight: 0,
-            queue: VecDeque::new(),
             tx: VecDeque::with_capacity(window),
             tx_bytes: 0,
             request: None,
@@ -102,12 +106,18 @@ impl SendRecord {
 
     /// Payloads accepted and not yet acknowledged.
     pub(crate) fn unacknowledged(&self) -> usize {
-        self.queue.len() + self.in_flight
+        self.queued() + self.in_flight
     }
 
     /// Payloads waiting for a slot.
     pub(crate) fn queued(&self) -> usize {
-        self.queue.len()
+        self.ring.len() - self.bound_len()
+    }
+
+    /// Entries of the ring that are slots (`acked_base..bound_end`), not queued payloads.
+    #[inline]
+    fn bound_len(&self) -> usize {
+        (self.bound_end - self.acked_base) as usize
     }
 
     /// Bytes of tokens waiting for transmission.
@@ -123,31 +133,49 @@ impl SendRecord {
 
     /// Queues a payload (the caller enforced the queue limit).
     pub(crate) fn submit(&mut self, env: &mut Env, now: Instant, payload: Vec<u8>) {
-        self.queue.push_back(payload);
+        let len = payload.len();
+        let alone = self.ring.len() == self.bound_len();
+        self.ring.push_back(Some(InFlight {
+            payload,
+            sends: 0,
+            last_sent: Instant::ZERO,
+            queued: true,
+        }));
+        if self.bound_end < self.granted_end {
+            if alone {
+                // The only queued payload: what `bind` does, for one.
+                self.tx_bytes += len;
+                self.tx.push_back(self.bound_end);
+                self.bound_end += 1;
+                self.in_flight += 1;
+            } else {
+                self.bind();
+            }
+        }
         self.last_active = now;
-        self.bind();
         self.maybe_request(env);
     }
 
     fn is_idle(&self) -> bool {
-        self.queue.is_empty() && self.in_flight == 0
+        self.ring.len() == self.bound_len() && self.in_flight == 0
     }
 
-    /// Binds queued payloads to envelopes.
+    /// Binds queued payloads to envelopes (in queue order, to consecutive slots).
     fn bind(&mut self) {
-        while self.bound_end < self.granted_end {
-            let Some(payload) = self.queue.pop_front() else { break };
-            self.tx_bytes += payload.len();
-            self.ring.push_back(Some(InFlight {
-                payload,
-                sends: 0,
-                last_sent: Instant::ZERO,
-                queued: true,
-            }));
-            self.tx.push_back(self.bound_end);
-            self.bound_end += 1;
-            self.in_flight += 1;
+        let bound = self.bound_len();
+        let envelopes = self.granted_end - self.bound_end;
+        let n = usize::try_from(envelopes).unwrap_or(usize::MAX).min(self.ring.len() - bound);
+        if n == 0 {
+            return;
         }
+        for entry in self.ring.range(bound..bound + n) {
+            self.tx_bytes += entry.as_ref().map_or(0, |t| t.payload.len());
+        }
+        let start = self.bound_end;
+        let end = start + n as u64;
+        self.tx.extend(start..end);
+        self.bound_end = end;
+        self.in_flight += n;
     }
 
     /// Starts a request for more slots when a busy record runs low on envelopes, or grows
@@ -161,7 +189,7 @@ impl SendRecord {
             self.request = None;
         }
         let envelopes = self.granted_end - self.bound_end;
-        let queued = self.queue.len() as u64;
+        let queued = self.queued() as u64;
         let base = env.params.base_slots;
         if envelopes >= queued + base / 2 && !(envelopes == 0 && queued > 0) {
             return;
@@ -187,12 +215,14 @@ impl SendRecord {
     /// With `keep_request`, the outstanding request stays: its grant, under an incarnation
     /// we never used, is about to be accepted. Otherwise the record starts over at the clock.
     fn incarnation_lost(&mut self, env: &mut Env, now: Instant, keep_request: bool) {
-        let mut rebound = 0u64;
-        while let Some(entry) = self.ring.pop_back() {
-            if let Some(token) = entry {
-                self.queue.push_front(token.payload);
-                rebound += 1;
-            }
+        // Acknowledged slots go; tokens become queued payloads again, ahead of the queue.
+        let bound = self.bound_len();
+        let rebound = self.ring.range(..bound).filter(|e| e.is_some()).count() as u64;
+        self.ring.retain(Option::is_some);
+        for token in self.ring.iter_mut().flatten() {
+            token.sends = 0;
+            token.last_sent = Instant::ZERO;
+            token.queued = true;
         }
         let requested = self.request.map_or(0, |r| r.start.saturating_add(r.count.into()));
         env.advance_clock(self.granted_end.max(requested));
@@ -270,35 +300,42 @@ impl SendRecord {
             env.stats.stale_records += 1;
             return;
         }
-        let mut acked = false;
+        let base = self.acked_base;
+        let now_us = now.as_micros();
+        let mut acked = 0usize;
         for range in ack.ranges() {
             // Only the slots we hold: an ACK of any size costs at most the window.
-            let from = range.start.max(self.acked_base);
+            let from = range.start.max(base);
             let to = range.end.min(self.bound_end);
-            for slot in from..to {
-                let entry = &mut self.ring[(slot - self.acked_base) as usize];
+            if from >= to {
+                continue;
+            }
+            // The ring holds the slots `base..bound_end`, so these offsets are in it.
+            let (from, to) = ((from - base) as usize, (to - base) as usize);
+            for entry in self.ring.range_mut(from..to) {
                 // A token never sent cannot have been acknowledged (a forged or corrupt ACK).
                 if entry.as_ref().is_some_and(|t| t.sends > 0)
                     && let Some(token) = entry.take()
                 {
                     if token.sends == 1 {
-                        rtt.sample(now.saturating_since(token.last_sent));
+                        rtt.sample_micros(now_us.saturating_sub(token.last_sent.as_micros()));
                     }
                     env.pool.recycle(token.payload);
-                    self.in_flight -= 1;
-                    env.stats.tokens_acked += 1;
-                    acked = true;
+                    acked += 1;
                 }
             }
         }
-        while matches!(self.ring.front(), Some(None)) {
-            self.ring.pop_front();
-            self.acked_base += 1;
+        if acked == 0 {
+            return;
         }
-        if acked {
-            self.last_active = now;
-            self.maybe_request(env);
-        }
+        self.in_flight -= acked;
+        env.stats.tokens_acked += acked as u64;
+        // Drop the acknowledged tokens at the front of the ring (only an ACK makes any).
+        let done = self.ring.iter().position(Option::is_some).unwrap_or(self.ring.len());
+        self.ring.drain(..done);
+        self.acked_base += done as u64;
+        self.last_active = now;
+        self.maybe_request(env);
     }
 
     /// True if the record has records to send.
@@ -345,6 +382,26 @@ impl SendRecord {
             env.stats.reqslots_sent += 1;
         }
         let Some(inc) = self.inc else { return true };
+        // Every token sent now gets the deadline `now + rtt.timeout(sends)`; the timeout grows
+        // with `sends`, so the timer is armed once, for the fewest sends.
+        let mut fewest_sends = u32::MAX;
+        let complete = self.write_tokens(env, now, inc, w, &mut fewest_sends);
+        if fewest_sends != u32::MAX {
+            let timeout = rtt.timeout_micros(fewest_sends);
+            self.arm(Instant::from_micros(now.as_micros().saturating_add(timeout)));
+        }
+        complete
+    }
+
+    /// Writes the tokens of the transmit queue; false if the datagram filled up first.
+    fn write_tokens(
+        &mut self,
+        env: &mut Env,
+        now: Instant,
+        inc: u64,
+        w: &mut DatagramWriter<'_>,
+        fewest_sends: &mut u32,
+    ) -> bool {
         while let Some(&slot) = self.tx.front() {
             let index = slot.wrapping_sub(self.acked_base);
             let token = match self.ring.get_mut(usize::try_from(index).unwrap_or(usize::MAX)) {
@@ -367,8 +424,7 @@ impl SendRecord {
             token.queued = false;
             token.sends = token.sends.saturating_add(1);
             token.last_sent = now;
-            let deadline = now + rtt.timeout(token.sends);
-            self.arm(deadline);
+            *fewest_sends = (*fewest_sends).min(token.sends);
             env.stats.tokens_sent += 1;
         }
         self.tx_bytes = 0;
@@ -380,7 +436,8 @@ impl SendRecord {
         if self.timer_at.is_some_and(|t| t <= now) {
             self.timer_at = None;
             let mut next: Option<Instant> = None;
-            for (i, entry) in self.ring.iter_mut().enumerate() {
+            let bound = self.bound_len();
+            for (i, entry) in self.ring.range_mut(..bound).enumerate() {
                 let Some(token) = entry else { continue };
                 if token.queued || token.sends == 0 {
                     continue;
@@ -632,6 +689,40 @@ mod tests {
             tokens,
             vec![Rec::Token(105, 9, b"a".to_vec()), Rec::Token(106, 9, b"c".to_vec())]
         );
+    }
+
+    #[test]
+    fn a_gone_incarnation_puts_its_tokens_ahead_of_the_queue() {
+        let mut env = env(config());
+        let mut rtt = rtt(&env);
+        let mut s = SendRecord::new(&env, T0);
+        for i in 0..12u8 {
+            submit(&mut s, &mut env, &[i]);
+        }
+        output(&mut s, &mut env, &rtt, T0);
+        s.on_slots(&mut env, T0, &mut rtt, grant(100, 7, 8));
+        assert_eq!(s.queued(), 4);
+        assert_eq!(s.pending_bytes(), 8);
+        assert_eq!(output(&mut s, &mut env, &rtt, T0).len(), 8);
+        ack(&mut s, &mut env, &mut rtt, T0, 7, &[(100, 102), (103, 104)]);
+        assert_eq!(s.unacknowledged(), 9);
+        // 7 is gone: the five unacknowledged tokens, then the four queued payloads.
+        s.on_slots(&mut env, T0, &mut rtt, grant(0, 9, 0));
+        assert_eq!(env.stats.payloads_rebound, 5);
+        assert_eq!((s.unacknowledged(), s.queued(), s.pending_bytes()), (9, 9, 0));
+        let request = Rec::ReqSlots(ReqSlots { start: 110, count: 8, lowest: 110 });
+        assert_eq!(output(&mut s, &mut env, &rtt, T0), vec![request]);
+        s.on_slots(&mut env, T0, &mut rtt, grant(110, 9, 8));
+        assert_eq!((s.queued(), s.pending_bytes()), (1, 8));
+        let tokens = output(&mut s, &mut env, &rtt, T0);
+        let expected: Vec<Rec> = [2u8, 4, 5, 6, 7, 8, 9, 10]
+            .iter()
+            .zip(110..)
+            .map(|(&p, slot)| Rec::Token(slot, 9, vec![p]))
+            .collect();
+        assert_eq!(tokens, expected);
+        ack(&mut s, &mut env, &mut rtt, T0, 9, &[(110, 118)]);
+        assert_eq!((s.unacknowledged(), s.queued()), (1, 1));
     }
 
     #[test]

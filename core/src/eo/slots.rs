@@ -9,42 +9,64 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 /// A fixed-capacity set of slot ids inside the window `[lo, lo + capacity)`.
+///
+/// The ring of words is a power of two long (at least the capacity), so that a slot's
+/// position is a mask, not a division; only the `capacity` slots from `lo` are ever set, so
+/// the spare words (if any) stay clear.
 #[derive(Debug, Clone)]
 pub(crate) struct SlotBitmap {
     words: Vec<u64>,
     lo: u64,
+    /// `lo + capacity`, saturating.
+    hi: u64,
+    /// Slots the window covers (a multiple of 64).
+    capacity: u64,
+    /// Ring length in bits, minus one.
+    mask: u64,
 }
 
 impl SlotBitmap {
     /// A bitmap covering at least `slots` slots (rounded up to a multiple of 64), window at 0.
     pub(crate) fn new(slots: usize) -> Self {
         let words = slots.div_ceil(64).max(1);
-        Self { words: vec![0; words], lo: 0 }
+        let ring = words.next_power_of_two();
+        let capacity = words as u64 * 64;
+        Self { words: vec![0; ring], lo: 0, hi: capacity, capacity, mask: ring as u64 * 64 - 1 }
     }
 
     /// Number of slots the window covers.
+    #[cfg(test)]
     pub(crate) fn capacity(&self) -> u64 {
-        self.words.len() as u64 * 64
+        self.capacity
     }
 
     /// First slot of the window.
+    #[inline]
     pub(crate) fn lo(&self) -> u64 {
         self.lo
     }
 
     /// One past the last slot the window covers (saturating at `u64::MAX`).
+    #[inline]
     pub(crate) fn hi(&self) -> u64 {
-        self.lo.saturating_add(self.capacity())
+        self.hi
     }
 
+    #[inline]
     fn position(&self, slot: u64) -> (usize, u64) {
-        let i = slot % self.capacity();
+        let i = slot & self.mask;
         ((i / 64) as usize, 1u64 << (i % 64))
     }
 
+    #[inline]
+    fn in_window(&self, slot: u64) -> bool {
+        slot >= self.lo && slot < self.hi
+    }
+
     /// True if `slot` is in the window and set.
+    #[inline]
     pub(crate) fn get(&self, slot: u64) -> bool {
-        if slot < self.lo || slot >= self.hi() {
+        if !self.in_window(slot) {
             return false;
         }
         let (w, bit) = self.position(slot);
@@ -52,8 +74,9 @@ impl SlotBitmap {
     }
 
     /// Sets `slot`; returns false (and does nothing) if it is outside the window.
+    #[cfg(test)]
     pub(crate) fn set(&mut self, slot: u64) -> bool {
-        if slot < self.lo || slot >= self.hi() {
+        if !self.in_window(slot) {
             return false;
         }
         let (w, bit) = self.position(slot);
@@ -61,21 +84,37 @@ impl SlotBitmap {
         true
     }
 
-    /// Clears `slot`; returns whether it was set.
-    pub(crate) fn clear(&mut self, slot: u64) -> bool {
-        if !self.get(slot) {
+    /// Sets `slot` if it is in the window and clear; returns whether it did.
+    #[inline]
+    pub(crate) fn insert(&mut self, slot: u64) -> bool {
+        if !self.in_window(slot) {
             return false;
         }
         let (w, bit) = self.position(slot);
-        self.words[w] &= !bit;
-        true
+        let word = &mut self.words[w];
+        let was_clear = *word & bit == 0;
+        *word |= bit;
+        was_clear
+    }
+
+    /// Clears `slot`; returns whether it was set.
+    #[inline]
+    pub(crate) fn clear(&mut self, slot: u64) -> bool {
+        if !self.in_window(slot) {
+            return false;
+        }
+        let (w, bit) = self.position(slot);
+        let word = &mut self.words[w];
+        let was_set = *word & bit != 0;
+        *word &= !bit;
+        was_set
     }
 
     /// Applies `f` to the word-aligned pieces of `[from, to)` clipped to the window:
     /// `f(word index, mask of the piece's bits)`.
     fn for_each_piece(&mut self, from: u64, to: u64, mut f: impl FnMut(&mut u64, u64)) {
         let mut from = from.max(self.lo);
-        let to = to.min(self.hi());
+        let to = to.min(self.hi);
         while from < to {
             let offset = from % 64;
             let bits = (64 - offset).min(to - from);
@@ -106,18 +145,19 @@ impl SlotBitmap {
         if lo <= self.lo {
             return;
         }
-        if lo - self.lo >= self.capacity() {
+        if lo - self.lo >= self.capacity {
             self.words.iter_mut().for_each(|w| *w = 0);
         } else {
             self.clear_range(self.lo, lo);
         }
         self.lo = lo;
+        self.hi = lo.saturating_add(self.capacity);
     }
 
     /// First slot in `[from, to)` whose bit equals `value`, if any (searching the window).
     fn find(&self, from: u64, to: u64, value: bool) -> Option<u64> {
         let mut from = from.max(self.lo);
-        let to = to.min(self.hi());
+        let to = to.min(self.hi);
         while from < to {
             let offset = from % 64;
             let (w, _) = self.position(from);
@@ -142,7 +182,7 @@ impl SlotBitmap {
         match self.find(from, to, false) {
             Some(slot) => Some(slot),
             None => {
-                let beyond = from.max(self.hi());
+                let beyond = from.max(self.hi);
                 (beyond < to).then_some(beyond)
             }
         }
@@ -201,36 +241,64 @@ mod tests {
     }
 
     #[test]
+    fn insert_and_clear_report_changes() {
+        let mut b = SlotBitmap::new(192);
+        assert_eq!(b.capacity(), 192);
+        assert_eq!(b.hi(), 192);
+        assert!(b.insert(5));
+        assert!(!b.insert(5));
+        assert!(!b.insert(192), "outside the window");
+        assert!(b.get(5));
+        assert!(b.clear(5));
+        assert!(!b.clear(5));
+        assert!(!b.clear(192));
+        b.slide_to(100);
+        assert_eq!(b.hi(), 292);
+        assert!(b.insert(291) && !b.insert(292));
+    }
+
+    #[test]
     fn matches_a_reference_set() {
-        // A small deterministic random walk against BTreeSet.
+        // A small deterministic random walk against BTreeSet, with a ring of a power of two
+        // words and one with spare words (3 words of window in a ring of 4).
         use alloc::collections::BTreeSet;
-        let mut b = SlotBitmap::new(128);
-        let mut reference = BTreeSet::new();
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut lo = 0u64;
-        for _ in 0..20_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let slot = lo + x % 128;
-            match (x >> 20) % 5 {
-                0 | 1 => {
-                    assert!(b.set(slot));
-                    reference.insert(slot);
+        for cap in [128u64, 192] {
+            let mut b = SlotBitmap::new(cap as usize);
+            let mut reference = BTreeSet::new();
+            let mut x = 0x2545_f491_4f6c_dd1du64;
+            let mut lo = 0u64;
+            for _ in 0..20_000 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let slot = lo + x % cap;
+                match (x >> 20) % 7 {
+                    0 | 1 => {
+                        assert!(b.set(slot));
+                        reference.insert(slot);
+                    }
+                    2 => assert_eq!(b.clear(slot), reference.remove(&slot)),
+                    3 => assert_eq!(b.insert(slot), reference.insert(slot)),
+                    4 => {
+                        lo += (x >> 30) % 40;
+                        b.slide_to(lo);
+                        reference.retain(|&s| s >= lo);
+                    }
+                    5 => {
+                        let from = lo + (x >> 33) % cap;
+                        let to = from + (x >> 40) % cap;
+                        let expect = reference.range(from..to.min(lo + cap)).count() as u64;
+                        assert_eq!(b.clear_range(from, to), expect);
+                        reference.retain(|&s| s < from || s >= to);
+                    }
+                    _ => {
+                        let from = lo + (x >> 33) % cap;
+                        let expect = reference.range(from..lo + cap).next().copied();
+                        assert_eq!(b.next_set(from, lo + cap), expect);
+                    }
                 }
-                2 => assert_eq!(b.clear(slot), reference.remove(&slot)),
-                3 => {
-                    lo += (x >> 30) % 40;
-                    b.slide_to(lo);
-                    reference.retain(|&s| s >= lo);
-                }
-                _ => {
-                    let from = lo + (x >> 33) % 128;
-                    let expect = reference.range(from..lo + 128).next().copied();
-                    assert_eq!(b.next_set(from, lo + 128), expect);
-                }
+                assert_eq!(b.get(slot), reference.contains(&slot));
             }
-            assert_eq!(b.get(slot), reference.contains(&slot));
         }
     }
 }
