@@ -42,6 +42,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod key_hash;
 mod node;
 mod options;
 mod poll;

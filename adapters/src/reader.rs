@@ -179,7 +179,7 @@ impl Reader {
                 (a, b) => a.or(b),
             };
             state.armed_deadline = deadline;
-            let idle = state.unacknowledged() == 0;
+            let idle = !state.has_unacknowledged();
             self.notify_progress(&state, idle);
             drop(state);
             if !self.flush_blocked_batch()? {

@@ -32,6 +32,8 @@ use a3m_platform::reactor::{Clock, ReactorWaker};
 use a3m_platform::udp::{UdpConfig, UdpSocket};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
+use crate::key_hash::KeyMap;
+
 use crate::socket::{LinkEvent, SocketCloseReport};
 
 /// First byte of a raw datagram of the node-to-node service (defined by the wire format).
@@ -144,7 +146,7 @@ pub(crate) struct State {
     pub(crate) core: CoreNode,
     /// The sockets.
     pub(crate) layer: SocketLayer,
-    sockets: HashMap<SocketKey, SocketEntry>,
+    sockets: KeyMap<SocketKey, SocketEntry>,
     /// Socket messages the transport refused for now (its queue to that peer was full),
     /// oldest first; they go before anything newer for the same peer.
     stalled: HashMap<NodeId, VecDeque<Vec<u8>>>,
@@ -157,8 +159,6 @@ pub(crate) struct State {
     raw_pool: Vec<Vec<u8>>,
     /// Builds raw datagrams (marker byte + payload).
     pub(crate) raw_out: Vec<u8>,
-    /// Receives deliveries from the transport.
-    delivery: Vec<u8>,
     /// The UDP address the node is bound to.
     pub(crate) local_addr: SocketAddr,
     /// A socket `rebind` created, for the reader to switch to.
@@ -199,7 +199,7 @@ impl State {
         Self {
             core,
             layer,
-            sockets: HashMap::new(),
+            sockets: KeyMap::default(),
             stalled: HashMap::new(),
             stalled_count: 0,
             dropped_outgoing: 0,
@@ -207,7 +207,6 @@ impl State {
             raw_limit,
             raw_pool: Vec::new(),
             raw_out: Vec::with_capacity(max_payload),
-            delivery: vec![0; max_payload],
             local_addr,
             pending_socket: None,
             tx_socket,
@@ -360,6 +359,11 @@ impl State {
         self.core.unacknowledged() + self.stalled_count + self.layer.outgoing_len()
     }
 
+    /// Whether [`State::unacknowledged`] is above zero (stops at the first).
+    pub(crate) fn has_unacknowledged(&self) -> bool {
+        self.stalled_count > 0 || self.layer.outgoing_len() > 0 || self.core.has_unacknowledged()
+    }
+
     // ----- raw datagrams -----
 
     /// Takes the next raw datagram, copying it into `buf`.
@@ -429,25 +433,18 @@ impl State {
     /// inbox. Returns whether raw datagrams arrived.
     fn take_deliveries(&mut self, now: Instant) -> bool {
         let mut raw = false;
-        while self.core.has_delivery() && self.raw_inbox.len() < self.raw_limit {
-            match self.core.poll_delivery(&mut self.delivery) {
-                Ok(Some(d)) => {
-                    let bytes = &self.delivery[..d.len];
-                    if let Some((&RAW_DATAGRAM, payload)) = bytes.split_first() {
-                        let mut buf = self.raw_pool.pop().unwrap_or_default();
-                        buf.extend_from_slice(payload);
-                        self.raw_inbox.push_back((d.from, buf));
-                        raw = true;
-                    } else {
-                        // A payload that is not a message is counted by the layer.
-                        let _ = self.layer.handle_payload(now, &d.from, bytes);
-                    }
-                }
-                Ok(None) => break,
-                // A peer allows longer payloads than we do: make room and take it.
-                Err(NodeError::BufferTooSmall { needed }) => self.delivery.resize(needed, 0),
-                Err(_) => break,
+        while self.raw_inbox.len() < self.raw_limit {
+            let Some((from, bytes)) = self.core.take_delivery() else { break };
+            if let Some((&RAW_DATAGRAM, payload)) = bytes.split_first() {
+                let mut buf = self.raw_pool.pop().unwrap_or_default();
+                buf.extend_from_slice(payload);
+                self.raw_inbox.push_back((from, buf));
+                raw = true;
+            } else {
+                // A payload that is not a message is counted by the layer.
+                let _ = self.layer.handle_payload(now, &from, &bytes);
             }
+            self.core.recycle(bytes);
         }
         raw
     }

@@ -478,7 +478,7 @@ impl Socket {
         // messages in flight it waits for the reader, which sends them in batches.
         let inline = match transmit {
             Transmit::Inline => true,
-            Transmit::IfIdle => state.unacknowledged() == 0,
+            Transmit::IfIdle => !state.has_unacknowledged(),
         };
         let outcome = match op(&mut state, key) {
             Ok(value) => {

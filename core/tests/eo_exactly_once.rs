@@ -302,3 +302,27 @@ fn many_seeds_with_partitions_and_moves() {
     // The scenarios reach every recovery path.
     assert!(totals.iter().all(|&t| t > 0), "{totals:?}");
 }
+
+#[test]
+fn take_delivery_hands_out_payloads_in_order_and_refills_from_the_self_queue() {
+    use a3m_core::id::NodeId;
+    use a3m_core::node::Node;
+    use a3m_core::time::Instant;
+
+    let id = NodeId::new("solo").unwrap();
+    let mut node = Node::new(id.clone(), NodeConfig { max_inbox: 2, ..NodeConfig::default() });
+    for i in 0..5u8 {
+        node.submit(Instant::ZERO, &id, &[i; 3]).unwrap();
+    }
+    // Two fit in the inbox, three wait in the self queue and move up as room appears.
+    let mut seen = Vec::new();
+    while let Some((from, payload)) = node.take_delivery() {
+        assert_eq!(from, id);
+        seen.push(payload[0]);
+        assert_eq!(payload.len(), 3);
+        node.recycle(payload);
+    }
+    assert_eq!(seen, [0, 1, 2, 3, 4]);
+    assert_eq!(node.stats().self_delivered, 5);
+    assert!(!node.has_unacknowledged());
+}

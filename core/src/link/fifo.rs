@@ -52,7 +52,13 @@ impl<T> InOrderQueue<T> {
         }
         // offset < bound, and the bound is at most the window of the link.
         let offset = offset as usize;
-        if offset >= self.slots.len() {
+        if offset == self.slots.len() {
+            // In order, the usual case: append.
+            self.slots.push_back(Some(item));
+            self.held += 1;
+            return Ok(offset == 0);
+        }
+        if offset > self.slots.len() {
             self.slots.resize_with(offset + 1, || None);
         }
         let slot = &mut self.slots[offset];

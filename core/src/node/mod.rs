@@ -199,7 +199,7 @@ impl Node {
         }
         let copy = env.pool.copy_of(payload);
         send.submit(env, now, copy);
-        self.mark_ready(to, now);
+        Self::mark_peer(&mut self.ready, to, peer, now);
         Ok(())
     }
 
@@ -220,6 +220,12 @@ impl Node {
     /// itself, not yet in the inbox).
     pub fn unacknowledged(&self) -> usize {
         self.self_queue.len() + self.peers.values().map(Peer::unacknowledged).sum::<usize>()
+    }
+
+    /// Whether any payload accepted by [`Node::submit`] is not yet acknowledged (cheaper
+    /// than [`Node::unacknowledged`]`() > 0`: stops at the first).
+    pub fn has_unacknowledged(&self) -> bool {
+        !self.self_queue.is_empty() || self.peers.values().any(|p| p.unacknowledged() > 0)
     }
 
     /// Payloads accepted for `peer` and not yet acknowledged.
@@ -252,12 +258,31 @@ impl Node {
         let len = payload.len();
         out[..len].copy_from_slice(&payload);
         self.env.pool.recycle(payload);
+        self.refill_inbox();
+        Ok(Some(Delivery { from, len }))
+    }
+
+    /// Takes the next delivered payload and who sent it, without copying it: the zero-copy
+    /// form of [`Node::poll_delivery`]. Give the buffer back with [`Node::recycle`] once
+    /// read, so that steady traffic does not allocate.
+    pub fn take_delivery(&mut self) -> Option<(NodeId, Vec<u8>)> {
+        let delivery = self.env.inbox.pop()?;
+        self.refill_inbox();
+        Some(delivery)
+    }
+
+    /// Gives a buffer from [`Node::take_delivery`] back for reuse.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        self.env.pool.recycle(buf);
+    }
+
+    /// Moves payloads this node sent itself into the inbox as room appears.
+    fn refill_inbox(&mut self) {
         while !self.env.inbox.is_full() {
             let Some(next) = self.self_queue.pop_front() else { break };
             self.env.inbox.push(self.id.clone(), next);
             self.env.stats.self_delivered += 1;
         }
-        Ok(Some(Delivery { from, len }))
     }
 
     /// Makes room for one more peer by dropping one that holds nothing worth keeping.
@@ -279,12 +304,6 @@ impl Node {
             self.env.stats.receive_records_collected += 1;
         }
         true
-    }
-
-    fn mark_ready(&mut self, id: &NodeId, now: Instant) {
-        if let Some(peer) = self.peers.get_mut(id) {
-            Self::mark_peer(&mut self.ready, id, peer, now);
-        }
     }
 
     fn mark_peer(ready: &mut VecDeque<NodeId>, id: &NodeId, peer: &mut Peer, now: Instant) {

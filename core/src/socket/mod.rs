@@ -329,6 +329,13 @@ impl Shared {
         inc
     }
 
+    /// Nothing for [`SocketLayer::after`] to do: no link reported an event and no protocol
+    /// control message waits. (Only a link event can remove a link, so a closing socket
+    /// cannot have become link-free either.)
+    fn is_quiet(&self) -> bool {
+        self.link_events.is_empty() && self.control.is_empty()
+    }
+
     fn emit(&mut self, event: SocketEvent) {
         if self.events.len() < self.config.max_events {
             self.events.push_back(event);
@@ -1114,7 +1121,9 @@ impl SocketLayer {
         let peer = link.peer_id().clone();
         let mut sink = Sink { tag: &s.id.tag, shared };
         let payload = link.take(&mut sink).ok_or(SocketError::WouldBlock)?;
-        self.after(key);
+        if !shared.is_quiet() {
+            self.after(key);
+        }
         Ok(Received { payload, link: inc, peer })
     }
 
@@ -1134,7 +1143,9 @@ impl SocketLayer {
         let payload = link.take(&mut sink).ok_or(SocketError::WouldBlock)?;
         dst.copy_from_slice(&payload);
         shared.out.pool.give(payload);
-        self.after(key);
+        if !shared.is_quiet() {
+            self.after(key);
+        }
         Ok((needed, inc))
     }
 
@@ -1185,6 +1196,9 @@ impl SocketLayer {
             let (key, link) = (route.key, route.link);
             if let Some((s, shared)) = self.parts(key) {
                 s.handle_traffic(key, Some(link), msg, shared);
+                if shared.is_quiet() {
+                    return;
+                }
             }
             self.after(key);
             return;

@@ -33,19 +33,22 @@ impl BufferPool {
     /// A buffer holding a copy of `bytes`.
     pub(crate) fn copy_of(&mut self, bytes: &[u8]) -> Vec<u8> {
         let mut buf = self.free.pop().unwrap_or_default();
+        buf.clear();
         buf.extend_from_slice(bytes);
         buf
     }
 
-    /// An empty buffer.
-    pub(crate) fn take(&mut self) -> Vec<u8> {
-        self.free.pop().unwrap_or_default()
+    /// A buffer of `len` bytes of unspecified content, to be overwritten. Pooled buffers
+    /// keep their old length, so only bytes beyond it are zeroed.
+    pub(crate) fn take_len(&mut self, len: usize) -> Vec<u8> {
+        let mut buf = self.free.pop().unwrap_or_default();
+        buf.resize(len, 0);
+        buf
     }
 
     /// Keeps `buf` for reuse if there is room.
-    pub(crate) fn give(&mut self, mut buf: Vec<u8>) {
+    pub(crate) fn give(&mut self, buf: Vec<u8>) {
         if self.free.len() < self.max && buf.capacity() <= MAX_POOLED_CAPACITY {
-            buf.clear();
             self.free.push(buf);
         }
     }
@@ -66,8 +69,7 @@ impl Outbox {
     /// Encodes `msg` for `to`; `false` if it cannot be encoded (a bad custom kind).
     pub(crate) fn push(&mut self, to: &NodeId, msg: &Message<'_>) -> bool {
         let Ok(len) = msg.encoded_len() else { return false };
-        let mut buf = self.pool.take();
-        buf.resize(len, 0);
+        let mut buf = self.pool.take_len(len);
         match message::encode(msg, &mut buf) {
             Ok(n) => {
                 buf.truncate(n);

@@ -177,6 +177,12 @@ impl<'a> LinkSet<'a> {
         after: Option<LinkIncarnation>,
         mut pred: impl FnMut(&LinkView<'a>) -> bool,
     ) -> Option<LinkIncarnation> {
+        // Most sockets have one link: skip the two range searches of the general case.
+        if self.links.len() == 1 {
+            let link = self.links.values().next()?;
+            let view = LinkView { link };
+            return (link.carries_data() && pred(&view)).then(|| view.key());
+        }
         let start = after.map_or(Bound::Unbounded, Bound::Excluded);
         let end = after.map_or(Bound::Unbounded, Bound::Included);
         let tail = self.links.range((start, Bound::Unbounded));

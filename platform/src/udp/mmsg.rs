@@ -1,11 +1,14 @@
 //! Linux: one `recvmmsg` / `sendmmsg` per chunk of up to [`CHUNK`] datagrams.
 //!
 //! The message headers hold raw pointers into the batch, so they are built on the stack for
-//! each call instead of being stored in it.
+//! each call instead of being stored in it. Only the entries a call uses are written (the
+//! arrays start uninitialised): zeroing all [`CHUNK`] headers cost more than a one-datagram
+//! call's own work.
 
 use super::{RecvBatch, SendBatch};
 use socket2::Socket;
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
 use std::ptr;
 
@@ -17,7 +20,48 @@ fn empty_header() -> libc::mmsghdr {
     unsafe { std::mem::zeroed() }
 }
 
-const EMPTY_IOVEC: libc::iovec = libc::iovec { iov_base: ptr::null_mut(), iov_len: 0 };
+/// Header and iovec storage for one call; only the first `written` entries are initialised.
+struct Scratch {
+    iovecs: [MaybeUninit<libc::iovec>; CHUNK],
+    headers: [MaybeUninit<libc::mmsghdr>; CHUNK],
+    written: usize,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        Self {
+            iovecs: [const { MaybeUninit::uninit() }; CHUNK],
+            headers: [const { MaybeUninit::uninit() }; CHUNK],
+            written: 0,
+        }
+    }
+
+    /// Writes entry `i` (entries are written in order, from 0): one iovec over `len` bytes at `base`, and a header pointing to it
+    /// and to the socket address `name` of `name_len` bytes.
+    fn set(&mut self, i: usize, base: *mut u8, len: usize, name: *mut u8, name_len: u32) {
+        assert_eq!(i, self.written, "scratch entries are written in order");
+        let iovec = self.iovecs[i].write(libc::iovec { iov_base: base.cast(), iov_len: len });
+        let mut header = empty_header();
+        header.msg_hdr.msg_name = name.cast();
+        header.msg_hdr.msg_namelen = name_len;
+        header.msg_hdr.msg_iov = iovec;
+        header.msg_hdr.msg_iovlen = 1;
+        self.headers[i].write(header);
+        self.written += 1;
+    }
+
+    fn headers(&mut self) -> *mut libc::mmsghdr {
+        self.headers.as_mut_ptr().cast()
+    }
+
+    /// Header `i`, written by [`Scratch::set`] (and possibly updated by the kernel).
+    fn header(&self, i: usize) -> &libc::mmsghdr {
+        assert!(i < self.written, "header {i} was never written");
+        // SAFETY: entries below `written` were initialised by `set`; the kernel only stores
+        // plain integers (lengths, flags) into headers it was given.
+        unsafe { self.headers[i].assume_init_ref() }
+    }
+}
 
 pub(super) fn recv(socket: &Socket, batch: &mut RecvBatch) -> io::Result<()> {
     let capacity = batch.capacity();
@@ -28,18 +72,10 @@ pub(super) fn recv(socket: &Socket, batch: &mut RecvBatch) -> io::Result<()> {
         let count = (capacity - start).min(CHUNK);
         let data = batch.data.as_mut_ptr();
         let names = batch.names.as_mut_ptr();
-        let mut iovecs = [EMPTY_IOVEC; CHUNK];
-        for (i, iovec) in iovecs[..count].iter_mut().enumerate() {
-            iovec.iov_base = data.wrapping_add((start + i) * slot_size).cast();
-            iovec.iov_len = slot_size;
-        }
-        let iovecs = iovecs.as_mut_ptr();
-        let mut headers = [empty_header(); CHUNK];
-        for (i, header) in headers[..count].iter_mut().enumerate() {
-            header.msg_hdr.msg_name = names.wrapping_add(start + i).cast();
-            header.msg_hdr.msg_namelen = name_size;
-            header.msg_hdr.msg_iov = iovecs.wrapping_add(i);
-            header.msg_hdr.msg_iovlen = 1;
+        let mut scratch = Scratch::new();
+        for i in 0..count {
+            let base = data.wrapping_add((start + i) * slot_size);
+            scratch.set(i, base, slot_size, names.wrapping_add(start + i).cast(), name_size);
         }
         // SAFETY: `count` headers are initialised; each points to its own iovec (on this
         // stack) over slot `start + i` of `batch.data` (`slot_size` bytes, in bounds since
@@ -48,7 +84,7 @@ pub(super) fn recv(socket: &Socket, batch: &mut RecvBatch) -> io::Result<()> {
         let received = unsafe {
             libc::recvmmsg(
                 socket.as_raw_fd(),
-                headers.as_mut_ptr(),
+                scratch.headers(),
                 count as _,
                 libc::MSG_DONTWAIT as _,
                 ptr::null_mut(),
@@ -63,7 +99,8 @@ pub(super) fn recv(socket: &Socket, batch: &mut RecvBatch) -> io::Result<()> {
             return if batch.filled > 0 { Ok(()) } else { Err(err) };
         }
         let received = received as usize;
-        for (i, header) in headers[..received].iter().enumerate() {
+        for i in 0..received {
+            let header = scratch.header(i);
             let truncated = header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
             let len = header.msg_len as usize;
             batch.set(start + i, len, header.msg_hdr.msg_namelen, truncated);
@@ -82,20 +119,13 @@ pub(super) fn send(socket: &Socket, batch: &mut SendBatch) -> io::Result<usize> 
         let head = batch.head;
         let count = batch.len().min(CHUNK);
         let data = batch.data.as_ptr();
-        let mut iovecs = [EMPTY_IOVEC; CHUNK];
-        for (i, iovec) in iovecs[..count].iter_mut().enumerate() {
+        let mut scratch = Scratch::new();
+        for i in 0..count {
+            let slot = &batch.slots[head + i];
             // The kernel only reads through these pointers.
-            iovec.iov_base = data.wrapping_add((head + i) * batch.slot_size).cast_mut().cast();
-            iovec.iov_len = batch.slots[head + i].len;
-        }
-        let iovecs = iovecs.as_mut_ptr();
-        let mut headers = [empty_header(); CHUNK];
-        for (i, header) in headers[..count].iter_mut().enumerate() {
-            let name = &batch.slots[head + i].name;
-            header.msg_hdr.msg_name = name.as_ptr().cast_mut().cast();
-            header.msg_hdr.msg_namelen = name.len();
-            header.msg_hdr.msg_iov = iovecs.wrapping_add(i);
-            header.msg_hdr.msg_iovlen = 1;
+            let base = data.wrapping_add((head + i) * batch.slot_size).cast_mut();
+            let name = slot.name.as_ptr().cast_mut().cast();
+            scratch.set(i, base, slot.len, name, slot.name.len());
         }
         // SAFETY: `count` headers are initialised; each points to a socket address owned by
         // `batch.slots` (with its length) and to its own iovec over the queued bytes of its
@@ -104,7 +134,7 @@ pub(super) fn send(socket: &Socket, batch: &mut SendBatch) -> io::Result<usize> 
         let done = unsafe {
             libc::sendmmsg(
                 socket.as_raw_fd(),
-                headers.as_mut_ptr(),
+                scratch.headers(),
                 count as _,
                 libc::MSG_DONTWAIT as _,
             )
