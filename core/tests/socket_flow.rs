@@ -395,3 +395,40 @@ fn credit_events_mirror_the_send_balance() {
         }
     }
 }
+
+#[test]
+fn a_cached_stream_is_routed_by_its_header_and_bad_tails_are_still_malformed() {
+    let mut a_layer = SocketLayer::new(socket_sim::node("A"), LayerConfig::DEFAULT);
+    let mut b_layer = SocketLayer::new(socket_sim::node("B"), LayerConfig::DEFAULT);
+    let a = a_layer.create_socket(tag("src"), Box::new(Push::new())).unwrap();
+    let b = b_layer.create_socket(tag("sink"), Box::new(Pull::new())).unwrap();
+    a_layer.link(a, sid("B/sink")).unwrap();
+    while pump(&mut a_layer, &mut b_layer) + pump(&mut b_layer, &mut a_layer) > 0 {}
+
+    // A stream: the first message fills the route cache, the rest take the header path.
+    let mut last = Vec::new();
+    for i in 0..10u64 {
+        a_layer.send(a, &i.to_le_bytes()).unwrap();
+        let out = a_layer.poll_outgoing().unwrap();
+        b_layer.handle_payload(a3m_core::time::Instant::ZERO, a_layer.node(), &out.bytes).unwrap();
+        last = out.bytes;
+    }
+    let got: Vec<u64> = (0..10).map(|_| num(&b_layer.recv(b).unwrap().payload)).collect();
+    assert_eq!(got, (0..10).collect::<Vec<_>>());
+
+    // Same header, malformed sequence number: decoded the long way and counted.
+    let header = last.len() - 8 - 1; // 8 payload bytes, a one-byte sequence number
+    let mut bad = last[..header].to_vec();
+    bad.push(0x80);
+    let before = b_layer.stats().malformed;
+    assert!(b_layer.handle_payload(a3m_core::time::Instant::ZERO, a_layer.node(), &bad).is_err());
+    assert_eq!(b_layer.stats().malformed, before + 1);
+    assert_eq!(b_layer.recv(b).unwrap_err(), SocketError::WouldBlock);
+
+    // From another node, the same bytes are not this stream's.
+    let stale = b_layer.stats().not_found + b_layer.stats().stale;
+    let other = socket_sim::node("C");
+    b_layer.handle_payload(a3m_core::time::Instant::ZERO, &other, &last).unwrap();
+    assert_eq!(b_layer.recv(b).unwrap_err(), SocketError::WouldBlock);
+    assert!(b_layer.stats().not_found + b_layer.stats().stale > stale);
+}

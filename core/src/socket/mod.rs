@@ -312,13 +312,46 @@ struct RouteCache {
     from: NodeId,
     src: TagId,
     dst: TagId,
+    /// What every DATA message of the route starts with ([`message::data_prefix`]): a
+    /// payload that starts so is routed without decoding its tags.
+    prefix: [u8; message::DATA_PREFIX_MAX + 1],
+    prefix_len: usize,
+    /// The sender's incarnation of the link, named in its messages.
+    their_link: LinkIncarnation,
     key: SocketKey,
     link: LinkIncarnation,
 }
 
 impl RouteCache {
+    fn new(
+        from: &NodeId,
+        msg: &Message<'_>,
+        key: SocketKey,
+        link: LinkIncarnation,
+    ) -> Option<Self> {
+        let mut prefix = [0; message::DATA_PREFIX_MAX + 1];
+        let prefix_len = message::data_prefix(msg.src_tag, msg.dst_tag, msg.link, &mut prefix)?;
+        Some(Self {
+            from: from.clone(),
+            src: TagId::new(msg.src_tag).ok()?,
+            dst: TagId::new(msg.dst_tag).ok()?,
+            prefix,
+            prefix_len,
+            their_link: msg.link,
+            key,
+            link,
+        })
+    }
+
     fn matches(&self, from: &NodeId, msg: &Message<'_>) -> bool {
         self.src.as_str() == msg.src_tag && self.dst.as_str() == msg.dst_tag && self.from == *from
+    }
+
+    /// The rest of `bytes` after the route's DATA prefix, if `bytes` came from `from` and
+    /// starts with it.
+    fn tail<'a>(&self, from: &NodeId, bytes: &'a [u8]) -> Option<&'a [u8]> {
+        let rest = bytes.strip_prefix(&self.prefix[..self.prefix_len])?;
+        (self.from == *from).then_some(rest)
     }
 }
 
@@ -529,17 +562,19 @@ impl Socket {
                 }
             }
             Body::Unlink { .. } | Body::Flow { .. } | Body::Data { .. } | Body::Custom { .. } => {
-                self.handle_traffic(key, existing, msg, shared);
+                self.handle_traffic(key, existing, msg.link, &msg.body, shared);
             }
         }
     }
 
-    /// DATA, FLOW, UNLINK and custom control: only for the current link with the peer.
+    /// DATA, FLOW, UNLINK and custom control (`body`, sent on the peer's incarnation
+    /// `their_link` of it): only for the current link with the peer.
     fn handle_traffic(
         &mut self,
         key: SocketKey,
         existing: Option<LinkIncarnation>,
-        msg: &Message<'_>,
+        their_link: LinkIncarnation,
+        body: &Body<'_>,
         shared: &mut Shared,
     ) {
         let Some((inc, link)) = existing.and_then(|inc| Some((inc, self.links.get_mut(&inc)?)))
@@ -548,12 +583,12 @@ impl Socket {
             return;
         };
         let mut sink = Sink { tag: &self.id.tag, shared };
-        if !link.admits(msg.link, &mut sink) {
+        if !link.admits(their_link, &mut sink) {
             sink.shared.stats.stale += 1;
             return;
         }
         let mut ready = false;
-        match msg.body {
+        match *body {
             Body::Unlink { sent } => link.on_unlink(sent, &mut sink),
             Body::Flow { credits, capacity_delta } => {
                 let update = FlowUpdate { credits, capacity_delta };
@@ -1195,7 +1230,7 @@ impl SocketLayer {
         if data && let Some(route) = self.shared.route.as_ref().filter(|r| r.matches(from, msg)) {
             let (key, link) = (route.key, route.link);
             if let Some((s, shared)) = self.parts(key) {
-                s.handle_traffic(key, Some(link), msg, shared);
+                s.handle_traffic(key, Some(link), msg.link, &msg.body, shared);
                 if shared.is_quiet() {
                     return;
                 }
@@ -1214,8 +1249,7 @@ impl SocketLayer {
         let peer = SocketId::new(from.clone(), src);
         if let Some((s, shared)) = self.parts(key) {
             if data && let Some(&link) = s.by_peer.get(&peer) {
-                shared.route =
-                    Some(RouteCache { from: from.clone(), src: peer.tag.clone(), dst, key, link });
+                shared.route = RouteCache::new(from, msg, key, link);
             }
             s.handle(now, key, peer, msg, shared);
         }
@@ -1229,6 +1263,24 @@ impl SocketLayer {
         from: &NodeId,
         bytes: &[u8],
     ) -> Result<(), DecodeError> {
+        // The DATA of the last stream seen: its header is the cached prefix, so neither tag
+        // needs decoding (nor UTF-8 checking) again.
+        if let Some(route) = &self.shared.route
+            && let Some(rest) = route.tail(from, bytes)
+            && let Some((seq, payload)) = message::decode_data_tail(rest)
+        {
+            let (key, link, their_link) = (route.key, route.link, route.their_link);
+            self.shared.stats.messages_in += 1;
+            if let Some((s, shared)) = self.parts(key) {
+                let body = Body::Data { seq, payload };
+                s.handle_traffic(key, Some(link), their_link, &body, shared);
+                if shared.is_quiet() {
+                    return Ok(());
+                }
+            }
+            self.after(key);
+            return Ok(());
+        }
         match message::decode(bytes) {
             Ok(msg) => {
                 self.handle_message(now, from, &msg);

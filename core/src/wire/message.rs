@@ -317,6 +317,34 @@ pub fn decode(input: &[u8]) -> Result<Message<'_>, DecodeError> {
     Ok(Message { src_tag, dst_tag, link, body })
 }
 
+/// Longest header of a DATA message before its sequence number: kind, two length-prefixed
+/// ids and the link incarnation.
+pub const DATA_PREFIX_MAX: usize = 1 + 2 * (1 + TAG_ID_MAX_LEN) + 5;
+
+/// The bytes every DATA message from `src_tag` to `dst_tag` on `link` starts with (up to the
+/// sequence number), written to `out`; returns their length, or `None` if a tag is invalid.
+/// A receiver that finds these bytes at the start of a message knows its kind, tags and
+/// link without decoding them again ([`decode_data_tail`] reads the rest).
+pub fn data_prefix(
+    src_tag: &str,
+    dst_tag: &str,
+    link: LinkIncarnation,
+    out: &mut [u8; DATA_PREFIX_MAX + 1],
+) -> Option<usize> {
+    let msg = Message { src_tag, dst_tag, link, body: Body::Data { seq: 0, payload: &[] } };
+    // Sequence number 0 takes one byte and the payload none: the prefix is the rest.
+    encode(&msg, out).ok().map(|n| n - 1)
+}
+
+/// The sequence number and payload of a DATA message whose [`data_prefix`] was already
+/// matched: `rest` is what follows the prefix. `None` if the sequence number is malformed
+/// (then [`decode`] of the whole message reports why).
+pub fn decode_data_tail(rest: &[u8]) -> Option<(u64, &[u8])> {
+    let mut r = Reader::new(rest);
+    let seq = r.varint().ok()?;
+    Some((seq, r.rest()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,6 +353,44 @@ mod tests {
     fn a_raw_payload_is_never_taken_for_a_socket_message() {
         let raw = [RAW_PAYLOAD, 3, b'a', b'b', b'c', 1, b'x', 0];
         assert_eq!(decode(&raw), Err(DecodeError::UnknownMessageKind(RAW_PAYLOAD)));
+    }
+
+    #[test]
+    fn a_data_message_is_its_prefix_then_its_tail() {
+        let long = "t".repeat(TAG_ID_MAX_LEN);
+        for (src, dst, link, seq) in [
+            ("a", "b", 1, 0),
+            (long.as_str(), long.as_str(), u32::MAX, u64::MAX),
+            ("src", "dst", 300, 70_000),
+        ] {
+            let link = LinkIncarnation(link);
+            let payload = b"payload";
+            let msg =
+                Message { src_tag: src, dst_tag: dst, link, body: Body::Data { seq, payload } };
+            let mut bytes = [0u8; 200];
+            let n = encode(&msg, &mut bytes).unwrap();
+            let mut prefix = [0u8; DATA_PREFIX_MAX + 1];
+            let len = data_prefix(src, dst, link, &mut prefix).unwrap();
+            assert!(bytes[..n].starts_with(&prefix[..len]));
+            assert_eq!(decode_data_tail(&bytes[len..n]), Some((seq, &payload[..])));
+        }
+        // Another link, tag or kind does not share the prefix.
+        let mut a = [0u8; DATA_PREFIX_MAX + 1];
+        let mut b = [0u8; DATA_PREFIX_MAX + 1];
+        let la = data_prefix("s", "d", LinkIncarnation(1), &mut a).unwrap();
+        let lb = data_prefix("s", "d", LinkIncarnation(2), &mut b).unwrap();
+        assert_ne!(a[..la], b[..lb]);
+        let flow = Message {
+            src_tag: "s",
+            dst_tag: "d",
+            link: LinkIncarnation(1),
+            body: Body::Flow { credits: 1, capacity_delta: 0 },
+        };
+        let mut bytes = [0u8; 64];
+        let n = encode(&flow, &mut bytes).unwrap();
+        assert!(!bytes[..n].starts_with(&a[..la]));
+        assert_eq!(data_prefix("", "d", LinkIncarnation(1), &mut a), None);
+        assert_eq!(decode_data_tail(&[0x80]), None);
     }
 
     #[test]
