@@ -10,6 +10,7 @@
 use std::io::ErrorKind;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use a3m_platform::reactor::{Event, Events, Interest, Reactor, Token};
 use a3m_platform::udp::{RecvBatch, SendBatch, UdpSocket};
@@ -21,6 +22,12 @@ use crate::runtime::{Shared, State};
 const BATCH: usize = 64;
 /// Bytes of datagrams the reader encodes, or handles, per hold of the node lock.
 const HOLD_BYTES: usize = 64 * 1024;
+
+/// Non-blocking polls, each after yielding the processor, before the reader blocks. 20 (about
+/// 20–40 µs of processor when nothing comes): 100 B streams rose from 3.00 M to 4.27 M
+/// msgs/s (median of 5) at 551 -> 406 ns of CPU per message, RPC with 1 client from
+/// 13–16 k to 30–44 k round trips/s; 5 gave half the gain.
+const SPIN_YIELDS: usize = 20;
 /// Socket token of the node's UDP socket in the reactor.
 pub(crate) const SOCKET: Token = Token(0);
 
@@ -65,13 +72,28 @@ impl Reader {
 
     /// One round: wait for something to do, then receive, run timers, and send.
     fn turn(&mut self) -> std::io::Result<()> {
-        self.reactor.wait(&mut self.events, None)?;
+        self.wait()?;
         let readable = self.events.iter().any(|e| matches!(e, Event::Readable(_)));
         self.switch_socket_if_rebound()?;
         if readable {
             self.receive()?;
         }
         self.run_timers_and_send()
+    }
+
+    /// Waits for an event. Polls without blocking first, yielding the processor in between
+    /// ([`SPIN_YIELDS`] times): in a stream the next datagram or flush request is a few
+    /// microseconds away, and finding it so saves the wake-up (a context switch here and
+    /// the cost of waking a sleeper for whoever sent it).
+    fn wait(&mut self) -> std::io::Result<()> {
+        for _ in 0..SPIN_YIELDS {
+            std::thread::yield_now();
+            self.reactor.wait(&mut self.events, Some(Duration::ZERO))?;
+            if !self.events.is_empty() {
+                return Ok(());
+            }
+        }
+        self.reactor.wait(&mut self.events, None)
     }
 
     fn switch_socket_if_rebound(&mut self) -> std::io::Result<()> {
