@@ -10,7 +10,7 @@
 use std::io::ErrorKind;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use a3m_platform::reactor::{Event, Events, Interest, Reactor, Token};
 use a3m_platform::udp::{RecvBatch, SendBatch, UdpSocket};
@@ -28,6 +28,8 @@ const HOLD_BYTES: usize = 64 * 1024;
 /// msgs/s (median of 5) at 551 -> 406 ns of CPU per message, RPC with 1 client from
 /// 13–16 k to 30–44 k round trips/s; 5 gave half the gain.
 const SPIN_YIELDS: usize = 20;
+/// The longest the reader spins before it blocks (a yield may last a whole time slice).
+const SPIN_LIMIT: Duration = Duration::from_micros(50);
 /// Socket token of the node's UDP socket in the reactor.
 pub(crate) const SOCKET: Token = Token(0);
 
@@ -86,11 +88,15 @@ impl Reader {
     /// microseconds away, and finding it so saves the wake-up (a context switch here and
     /// the cost of waking a sleeper for whoever sent it).
     fn wait(&mut self) -> std::io::Result<()> {
+        let started = Instant::now();
         for _ in 0..SPIN_YIELDS {
             std::thread::yield_now();
             self.reactor.wait(&mut self.events, Some(Duration::ZERO))?;
             if !self.events.is_empty() {
                 return Ok(());
+            }
+            if started.elapsed() >= SPIN_LIMIT {
+                break;
             }
         }
         self.reactor.wait(&mut self.events, None)

@@ -162,6 +162,8 @@ const RECV_INTEREST: u32 = Events::IN.bits() | Events::ALWAYS.bits() | LINKS_CHA
 /// parks. 20 (about 10–20 µs when the processor is otherwise idle): 100 B streams rose from
 /// 2.48–2.65 M to 2.95–3.20 M msgs/s (both sides spinning); 50 and 100 gained no more.
 const SPIN_YIELDS: usize = 20;
+/// The longest a blocking call spins before it parks.
+const SPIN_LIMIT: Duration = Duration::from_micros(50);
 
 const SEND_INTEREST: u32 = Events::OUT.bits() | Events::ALWAYS.bits() | LINKS_CHANGED;
 /// How often `close` looks whether other threads took the messages received ahead.
@@ -526,6 +528,10 @@ impl Socket {
         // futex call and both threads a context switch, and in a stream the awaited credit
         // or message is usually a few microseconds away. Only a change of the socket's
         // readiness (an atomic load) makes it try again, so spinning takes no lock.
+        // The spin counts against the timeout and stops after SPIN_LIMIT: a yield may hand
+        // the processor to another thread for a whole time slice.
+        let started = std::time::Instant::now();
+        let spin_limit = timeout.map_or(SPIN_LIMIT, |t| t.min(SPIN_LIMIT));
         for _ in 0..SPIN_YIELDS {
             std::thread::yield_now();
             let ready = self.cell.source.events().bits();
@@ -534,9 +540,13 @@ impl Socket {
             {
                 return result;
             }
+            if started.elapsed() >= spin_limit {
+                break;
+            }
         }
         let parker = Parker::current();
-        let deadline = timeout.map(|t| parker.clock().deadline_after(t));
+        let remaining = timeout.map(|t| t.saturating_sub(started.elapsed()));
+        let deadline = remaining.map(|t| parker.clock().deadline_after(t));
         let options = WaitOptions { mode, interest, deadline };
         match wait_until(self.cell.source.queue(), &parker, options, attempt) {
             Ok(result) => result,
