@@ -60,7 +60,7 @@ pub use a3m_core::socket::{
     Push, RoundRobin, Route,
 };
 pub use error::{Error, Result};
-pub use node::{CloseReport, Delivery, Node, NodeBuilder};
+pub use node::{CloseReport, DEFAULT_SPIN, Delivery, Node, NodeBuilder};
 pub use options::SocketOptions;
 pub use poll::{Poller, poll};
 pub use socket::{IntoSocketId, LinkEvent, LinkInfo, Socket, SocketCloseReport};

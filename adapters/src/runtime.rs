@@ -609,6 +609,8 @@ pub(crate) struct Shared {
     pub(crate) latest_micros: AtomicU64,
     /// Largest datagram sent.
     pub(crate) max_datagram: usize,
+    /// How long the reader and blocking calls spin before blocking ([`crate::NodeBuilder::spin`]).
+    pub(crate) spin: std::time::Duration,
     /// Largest raw datagram payload.
     pub(crate) max_raw: usize,
     /// How UDP sockets are configured (for `rebind`).

@@ -157,14 +157,12 @@ impl fmt::Debug for Socket {
 
 /// The interest of a blocked receive: readable, hung up, or links changed.
 const RECV_INTEREST: u32 = Events::IN.bits() | Events::ALWAYS.bits() | LINKS_CHANGED;
-/// The interest of a blocked send.
 /// Times a blocking call yields the processor, checking the socket's readiness, before it
-/// parks. 20 (about 10–20 µs when the processor is otherwise idle): 100 B streams rose from
-/// 2.48–2.65 M to 2.95–3.20 M msgs/s (both sides spinning); 50 and 100 gained no more.
+/// parks (within [`crate::NodeBuilder::spin`]). 20: 100 B streams rose from 2.48–2.65 M to
+/// 2.95–3.20 M msgs/s (both sides spinning); 50 and 100 gained no more.
 const SPIN_YIELDS: usize = 20;
-/// The longest a blocking call spins before it parks.
-const SPIN_LIMIT: Duration = Duration::from_micros(50);
 
+/// The interest of a blocked send.
 const SEND_INTEREST: u32 = Events::OUT.bits() | Events::ALWAYS.bits() | LINKS_CHANGED;
 /// How often `close` looks whether other threads took the messages received ahead.
 const AHEAD_DRAIN_POLL: Duration = Duration::from_millis(1);
@@ -528,11 +526,12 @@ impl Socket {
         // futex call and both threads a context switch, and in a stream the awaited credit
         // or message is usually a few microseconds away. Only a change of the socket's
         // readiness (an atomic load) makes it try again, so spinning takes no lock.
-        // The spin counts against the timeout and stops after SPIN_LIMIT: a yield may hand
-        // the processor to another thread for a whole time slice.
+        // The spin counts against the timeout and stops after `NodeBuilder::spin`: a yield
+        // may hand the processor to another thread for a whole time slice.
         let started = std::time::Instant::now();
-        let spin_limit = timeout.map_or(SPIN_LIMIT, |t| t.min(SPIN_LIMIT));
-        for _ in 0..SPIN_YIELDS {
+        let spin_limit = timeout.map_or(self.shared.spin, |t| t.min(self.shared.spin));
+        let spins = if spin_limit.is_zero() { 0 } else { SPIN_YIELDS };
+        for _ in 0..spins {
             std::thread::yield_now();
             let ready = self.cell.source.events().bits();
             if ready & (interest | Events::HUP.bits()) != 0

@@ -75,3 +75,23 @@ fn misuse_gives_clear_errors() {
     let mut big = [0u8; 100];
     assert_eq!(sink.recv_into(&mut big, Some(WAIT)).unwrap(), 100);
 }
+
+#[test]
+fn nodes_that_never_spin_still_deliver_and_time_out_and_long_spins_are_refused() {
+    let quiet = |id: &str| a3m::NodeBuilder::new(id).spin(Duration::ZERO);
+    let b = quiet("B").start().unwrap();
+    let a = quiet("A").peer("B", b.local_addr()).start().unwrap();
+    let sink = pull(&b, "sink", SocketOptions::new().capacity(4));
+    let source = a.push("src").unwrap();
+    source.link("B/sink").unwrap();
+    source.wait_for_link(Some(WAIT)).unwrap();
+    for n in 0..100u32 {
+        source.send_timeout(&n.to_le_bytes(), WAIT).unwrap();
+        assert_eq!(sink.recv_timeout(WAIT).unwrap(), n.to_le_bytes());
+    }
+    assert!(matches!(sink.recv_timeout(BRIEF), Err(Error::Timeout)));
+
+    let refused = a3m::NodeBuilder::new("C").spin(Duration::from_secs(1)).start();
+    assert!(matches!(refused, Err(Error::InvalidArgument(_))), "{:?}", refused.err());
+    assert_eq!(a3m::DEFAULT_SPIN, Duration::from_micros(50));
+}
