@@ -364,6 +364,12 @@ impl State {
         self.stalled_count > 0 || self.layer.outgoing_len() > 0 || self.core.has_unacknowledged()
     }
 
+    /// Whether [`State::unacknowledged`] is at least `limit` (stops counting there).
+    pub(crate) fn unacknowledged_reach(&self, limit: usize) -> bool {
+        let here = self.stalled_count + self.layer.outgoing_len();
+        here >= limit || self.core.unacknowledged_reach(limit - here)
+    }
+
     // ----- raw datagrams -----
 
     /// Takes the next raw datagram, copying it into `buf`.

@@ -6,8 +6,9 @@
 //! ([`a3m_core::wait::wait_until`] with the thread's [`Parker`]): the runtime raises the
 //! socket's readiness (IN: a receive would succeed, OUT: a send would, HUP: closed) as
 //! messages and credits arrive, waking one waiter per message or credit, and wakes every
-//! waiter when the socket's links change. The same readiness makes sockets pollable
-//! ([`crate::Poller`], [`crate::poll()`]).
+//! waiter when the socket's links change. Before it parks, a receive or send polls that
+//! readiness for a little while, yielding the processor in between ([`crate::NodeBuilder::spin`]).
+//! The same readiness makes sockets pollable ([`crate::Poller`], [`crate::poll()`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -484,7 +485,7 @@ impl Socket {
         // for the reader, which sends it in batches.
         let inline = match transmit {
             Transmit::Inline => true,
-            Transmit::IfFew => state.unacknowledged() < INLINE_BELOW_UNACKNOWLEDGED,
+            Transmit::IfFew => !state.unacknowledged_reach(INLINE_BELOW_UNACKNOWLEDGED),
         };
         let outcome = match op(&mut state, key) {
             Ok(value) => {
@@ -530,11 +531,14 @@ impl Socket {
         // may hand the processor to another thread for a whole time slice.
         let started = std::time::Instant::now();
         let spin_limit = timeout.map_or(self.shared.spin, |t| t.min(self.shared.spin));
-        let spins = if spin_limit.is_zero() { 0 } else { SPIN_YIELDS };
+        // Only readiness (IN, OUT) shows up in the source's bits; waits for link changes or
+        // events are wake-ups alone, so spinning could not see them come.
+        let readiness = interest & (Events::IN.bits() | Events::OUT.bits());
+        let spins = if spin_limit.is_zero() || readiness == 0 { 0 } else { SPIN_YIELDS };
         for _ in 0..spins {
             std::thread::yield_now();
             let ready = self.cell.source.events().bits();
-            if ready & (interest | Events::HUP.bits()) != 0
+            if ready & (readiness | Events::HUP.bits()) != 0
                 && let Some(result) = attempt()
             {
                 return result;

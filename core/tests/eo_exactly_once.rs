@@ -315,6 +315,8 @@ fn take_delivery_hands_out_payloads_in_order_and_refills_from_the_self_queue() {
         node.submit(Instant::ZERO, &id, &[i; 3]).unwrap();
     }
     // Two fit in the inbox, three wait in the self queue and move up as room appears.
+    assert_eq!(node.unacknowledged(), 3);
+    assert!(node.unacknowledged_reach(3) && !node.unacknowledged_reach(4));
     let mut seen = Vec::new();
     while let Some((from, payload)) = node.take_delivery() {
         assert_eq!(from, id);

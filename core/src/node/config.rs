@@ -23,6 +23,8 @@ pub struct NodeConfig {
     pub coalesce_delay: Duration,
     /// Most slots a sender keeps between its oldest unacknowledged payload and its newest
     /// grant, per peer (default 1024, at least 1). Bounds the memory of in-flight payloads.
+    /// A receive record keeps two bitmaps of 2 × `window` slots, each rounded up to a power
+    /// of two of 64-bit words (a window just above a power of two nearly doubles them).
     pub window: u32,
     /// Slots a busy sender requests ahead beyond its queued payloads (default 64).
     pub base_slots: u32,

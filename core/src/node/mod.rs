@@ -222,6 +222,19 @@ impl Node {
         self.self_queue.len() + self.peers.values().map(Peer::unacknowledged).sum::<usize>()
     }
 
+    /// Whether at least `limit` payloads are unacknowledged ([`Node::unacknowledged`]
+    /// `>= limit`), counting only as far as `limit`.
+    pub fn unacknowledged_reach(&self, limit: usize) -> bool {
+        let mut count = self.self_queue.len();
+        for peer in self.peers.values() {
+            if count >= limit {
+                return true;
+            }
+            count += peer.unacknowledged();
+        }
+        count >= limit
+    }
+
     /// Whether any payload accepted by [`Node::submit`] is not yet acknowledged (cheaper
     /// than [`Node::unacknowledged`]`() > 0`: stops at the first).
     pub fn has_unacknowledged(&self) -> bool {

@@ -36,21 +36,30 @@ impl Scratch {
         }
     }
 
-    /// Writes entry `i` (entries are written in order, from 0): one iovec over `len` bytes at `base`, and a header pointing to it
-    /// and to the socket address `name` of `name_len` bytes.
+    /// Writes entry `i` (entries are written in order, from 0): one iovec over `len` bytes at
+    /// `base`, and a header naming the socket address `name` of `name_len` bytes. The header
+    /// is pointed at its iovec by [`Scratch::headers`].
     fn set(&mut self, i: usize, base: *mut u8, len: usize, name: *mut u8, name_len: u32) {
         assert_eq!(i, self.written, "scratch entries are written in order");
-        let iovec = self.iovecs[i].write(libc::iovec { iov_base: base.cast(), iov_len: len });
+        self.iovecs[i].write(libc::iovec { iov_base: base.cast(), iov_len: len });
         let mut header = empty_header();
         header.msg_hdr.msg_name = name.cast();
         header.msg_hdr.msg_namelen = name_len;
-        header.msg_hdr.msg_iov = iovec;
         header.msg_hdr.msg_iovlen = 1;
         self.headers[i].write(header);
         self.written += 1;
     }
 
+    /// The headers for the system call, each pointing at its iovec. The iovec pointers are
+    /// all derived here, from one borrow of the array, after the last `set`: a pointer taken
+    /// in `set` would be invalidated by the next `&mut self`.
     fn headers(&mut self) -> *mut libc::mmsghdr {
+        let iovecs = self.iovecs.as_mut_ptr().cast::<libc::iovec>();
+        for (i, header) in self.headers[..self.written].iter_mut().enumerate() {
+            // SAFETY: entries below `written` were initialised by `set`.
+            let header = unsafe { header.assume_init_mut() };
+            header.msg_hdr.msg_iov = iovecs.wrapping_add(i);
+        }
         self.headers.as_mut_ptr().cast()
     }
 
