@@ -25,6 +25,7 @@
 #   BENCH_TIMEOUT [60]         seconds one program may run before it is killed
 #   BENCH_PORT [17000]         first loopback port; each run takes the next one
 #   BENCH_A3M_BIN              a directory holding prebuilt a3m perf programs (no build)
+#   BENCH_A3M_SPIN [50]        microseconds a3m nodes poll before sleeping (0: never)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +37,7 @@ sizes=${BENCH_SIZES:-1 10 100 500 1000}
 lat_sizes=${BENCH_LAT_SIZES:-1 100 1000}
 clients_list=${BENCH_CLIENTS:-1 4}
 rpc_size=${BENCH_RPC_SIZE:-100}
+a3m_spin=${BENCH_A3M_SPIN:-50}
 limit=${BENCH_TIMEOUT:-60}
 port=${BENCH_PORT:-17000}
 target=${CARGO_TARGET_DIR:-target}
@@ -144,8 +146,8 @@ thr() { # LIB SIZE
     a3m)
         if [ "$have_a3m_sockets" = yes ]; then
             serve_and_run "$key" msgs_per_sec \
-                -- "$bin/local_thr" "127.0.0.1:$port" "$size" "$count" \
-                -- "$bin/remote_thr" "127.0.0.1:$port" "$size" "$count"
+                -- "$bin/local_thr" "127.0.0.1:$port" "$size" "$count" --spin "$a3m_spin" \
+                -- "$bin/remote_thr" "127.0.0.1:$port" "$size" "$count" --spin "$a3m_spin"
         else
             run_alone "$key" msgs_per_sec "$bin/eo_thr" --size "$size" --count "$count"
         fi
@@ -165,8 +167,8 @@ lat() { # LIB SIZE
     a3m)
         [ "$have_a3m_sockets" = yes ] || return 0
         serve_and_run "$key" rtt_us \
-            -- "$bin/local_lat" "127.0.0.1:$port" "$size" "$lat_count" \
-            -- "$bin/remote_lat" "127.0.0.1:$port" "$size" "$lat_count"
+            -- "$bin/local_lat" "127.0.0.1:$port" "$size" "$lat_count" --spin "$a3m_spin" \
+            -- "$bin/remote_lat" "127.0.0.1:$port" "$size" "$lat_count" --spin "$a3m_spin"
         ;;
     *)
         serve_and_run "$key" rtt_us \
@@ -184,7 +186,9 @@ rpc() { # LIB CLIENTS
         [ "$have_a3m_sockets" = yes ] || return 0
         serve_and_run "$key" rps \
             -- "$bin/rpc" server "127.0.0.1:$port" "$rpc_size" "$clients" "$rpc_count" \
-            -- "$bin/rpc" client "127.0.0.1:$port" "$rpc_size" "$clients" "$rpc_count"
+            --spin "$a3m_spin" \
+            -- "$bin/rpc" client "127.0.0.1:$port" "$rpc_size" "$clients" "$rpc_count" \
+            --spin "$a3m_spin"
         ;;
     *)
         serve_and_run "$key" rps \
@@ -247,9 +251,14 @@ if [ "$have_a3m_sockets" = yes ]; then
     carrier=$(cat "$runs"/rpc.*.a3m.log 2>/dev/null | grep -o -m1 'carrier=[^ ]*' || true)
     echo "a3m latency and rpc: ${carrier:-carrier=?} (a3m has no req/rep sockets yet:" \
         "a push/pull pair carries each round trip)"
+    if [ "$a3m_spin" = 0 ]; then
+        spinning="sleep at once like ZeroMQ's and NNG's (BENCH_A3M_SPIN=0)"
+    else
+        spinning="spin up to ${a3m_spin} us before sleeping (NodeBuilder::spin, BENCH_A3M_SPIN);"
+        spinning="$spinning ZeroMQ and NNG sleep at once"
+    fi
     echo "a3m: exactly-once on, datagrams up to 64 KB, throughput with link capacity 1000" \
-        "(ZeroMQ: HWM 1000); its blocking calls and reader threads spin up to 50 us before" \
-        "sleeping (NodeBuilder::spin default), ZeroMQ and NNG sleep at once"
+        "(ZeroMQ: HWM 1000); its blocking calls and reader threads $spinning"
 fi
 echo "(medians of $reps runs; latency is the mean round trip, lower is better;" \
     "$((SECONDS - started)) s in all)"

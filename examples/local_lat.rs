@@ -10,7 +10,8 @@
 //! links its push socket to `local/in` and its pull socket to `local/out` (it opens both
 //! links, as a ZeroMQ client connects, so this side needs no address of it). Every message
 //! that arrives on `in` goes back on `out`: `COUNT` timed round trips plus one untimed first.
-//! Prints nothing on success. Options: `--datagram` (largest UDP datagram, default 65507),
+//! Prints nothing on success. Options: `--spin` (microseconds the node polls before
+//! sleeping, default 50; 0: never), `--datagram` (largest UDP datagram, default 65507),
 //! `--timeout` (seconds to wait for the links and for each message, default 30).
 
 use std::net::SocketAddr;
@@ -22,7 +23,7 @@ use a3m_examples::{Args, fail};
 
 fn main() {
     let args = Args::from_env();
-    args.reject_unknown(&["datagram", "timeout"]);
+    args.reject_unknown(&["datagram", "timeout", "spin"]);
     let (addr, size, count) = positional(&args);
     let datagram: usize = args.get_or("datagram", 65_507);
     let timeout = Duration::from_secs(args.get_or("timeout", 30));
@@ -30,6 +31,7 @@ fn main() {
     let node = NodeBuilder::new("local")
         .bind(addr)
         .max_datagram(datagram)
+        .spin(Duration::from_micros(args.get_or("spin", a3m::DEFAULT_SPIN.as_micros() as u64)))
         .linger(timeout)
         .start()
         .unwrap_or_else(|e| fail(&format!("cannot start node local on {addr}: {e}")));
@@ -58,7 +60,7 @@ fn main() {
 
 /// `ADDR SIZE COUNT`, or exits with the usage.
 fn positional(args: &Args) -> (SocketAddr, usize, u64) {
-    const USAGE: &str = "usage: local_lat ADDR SIZE COUNT [--datagram N] [--timeout S]";
+    const USAGE: &str = "usage: local_lat ADDR SIZE COUNT [--datagram N] [--timeout S] [--spin US]";
     if args.positional.len() != 3 {
         fail(USAGE);
     }

@@ -14,7 +14,8 @@
 //! ```
 //!
 //! It then waits for the end of the stream (the pusher unlinked) so that the pusher's close
-//! completes. Options: `--capacity` (messages the link may have waiting here, default 1000,
+//! completes. Options: `--spin` (microseconds the node polls before sleeping, default 50; 0:
+//! never), `--capacity` (messages the link may have waiting here, default 1000,
 //! as libzmq's high-water mark), `--datagram` (largest UDP datagram, default 65507),
 //! `--timeout` (seconds to wait for the link or a message, default 30).
 
@@ -27,7 +28,7 @@ use a3m_examples::{Args, fail};
 
 fn main() {
     let args = Args::from_env();
-    args.reject_unknown(&["capacity", "datagram", "timeout"]);
+    args.reject_unknown(&["capacity", "datagram", "timeout", "spin"]);
     let (addr, size, count) = positional(&args);
     let capacity: u32 = args.get_or("capacity", 1000);
     let datagram: usize = args.get_or("datagram", 65_507);
@@ -36,6 +37,7 @@ fn main() {
     let node = NodeBuilder::new("local")
         .bind(addr)
         .max_datagram(datagram)
+        .spin(Duration::from_micros(args.get_or("spin", a3m::DEFAULT_SPIN.as_micros() as u64)))
         .socket_buffers(8 << 20, 8 << 20)
         .start()
         .unwrap_or_else(|e| fail(&format!("cannot start node local on {addr}: {e}")));
@@ -75,7 +77,7 @@ fn main() {
 /// `ADDR SIZE COUNT`, or exits with the usage.
 fn positional(args: &Args) -> (SocketAddr, usize, u64) {
     const USAGE: &str =
-        "usage: local_thr ADDR SIZE COUNT [--capacity N] [--datagram N] [--timeout S]";
+        "usage: local_thr ADDR SIZE COUNT [--capacity N] [--datagram N] [--timeout S] [--spin US]";
     if args.positional.len() != 3 {
         fail(USAGE);
     }

@@ -14,7 +14,8 @@
 //! ```
 //!
 //! where `rtt_us` is the mean round-trip time in microseconds (libzmq prints half of it).
-//! Options: `--datagram` (largest UDP datagram, default 65507), `--timeout` (seconds to
+//! Options: `--spin` (microseconds the node polls before sleeping, default 50; 0:
+//! never), `--datagram` (largest UDP datagram, default 65507), `--timeout` (seconds to
 //! wait for the links and for each reply, default 30).
 
 use std::net::SocketAddr;
@@ -26,7 +27,7 @@ use a3m_examples::{Args, fail};
 
 fn main() {
     let args = Args::from_env();
-    args.reject_unknown(&["datagram", "timeout"]);
+    args.reject_unknown(&["datagram", "timeout", "spin"]);
     let (addr, size, count) = positional(&args);
     let datagram: usize = args.get_or("datagram", 65_507);
     let timeout = Duration::from_secs(args.get_or("timeout", 30));
@@ -34,6 +35,7 @@ fn main() {
     let node = NodeBuilder::new("remote")
         .peer("local", addr)
         .max_datagram(datagram)
+        .spin(Duration::from_micros(args.get_or("spin", a3m::DEFAULT_SPIN.as_micros() as u64)))
         .linger(timeout)
         .start()
         .unwrap_or_else(|e| fail(&format!("cannot start node remote: {e}")));
@@ -77,7 +79,8 @@ fn main() {
 
 /// `ADDR SIZE COUNT`, or exits with the usage.
 fn positional(args: &Args) -> (SocketAddr, usize, u64) {
-    const USAGE: &str = "usage: remote_lat ADDR SIZE COUNT [--datagram N] [--timeout S]";
+    const USAGE: &str =
+        "usage: remote_lat ADDR SIZE COUNT [--datagram N] [--timeout S] [--spin US]";
     if args.positional.len() != 3 {
         fail(USAGE);
     }

@@ -8,7 +8,8 @@
 //! Starts node `remote` on an ephemeral loopback port, links a push socket to `local/sink`
 //! at `ADDR` (retrying until `local_thr` is up), sends `COUNT` messages of `SIZE` bytes and
 //! closes the socket, which waits until every message has been received. Prints nothing on
-//! success. Options: `--datagram` (largest UDP datagram, default 65507), `--timeout` (seconds
+//! success. Options: `--spin` (microseconds the node polls before sleeping, default 50; 0:
+//! never), `--datagram` (largest UDP datagram, default 65507), `--timeout` (seconds
 //! to wait for the link and for the close, default 30).
 
 use std::net::SocketAddr;
@@ -20,7 +21,7 @@ use a3m_examples::{Args, fail};
 
 fn main() {
     let args = Args::from_env();
-    args.reject_unknown(&["datagram", "timeout"]);
+    args.reject_unknown(&["datagram", "timeout", "spin"]);
     let (addr, size, count) = positional(&args);
     let datagram: usize = args.get_or("datagram", 65_507);
     let timeout = Duration::from_secs(args.get_or("timeout", 30));
@@ -28,6 +29,7 @@ fn main() {
     let node = NodeBuilder::new("remote")
         .peer("local", addr)
         .max_datagram(datagram)
+        .spin(Duration::from_micros(args.get_or("spin", a3m::DEFAULT_SPIN.as_micros() as u64)))
         .socket_buffers(8 << 20, 8 << 20)
         .linger(timeout)
         .start()
@@ -57,7 +59,8 @@ fn main() {
 
 /// `ADDR SIZE COUNT`, or exits with the usage.
 fn positional(args: &Args) -> (SocketAddr, usize, u64) {
-    const USAGE: &str = "usage: remote_thr ADDR SIZE COUNT [--datagram N] [--timeout S]";
+    const USAGE: &str =
+        "usage: remote_thr ADDR SIZE COUNT [--datagram N] [--timeout S] [--spin US]";
     if args.positional.len() != 3 {
         fail(USAGE);
     }

@@ -21,7 +21,8 @@
 //! a3m_rpc clients=C size=S count=N rps=R carrier=push/pull-pair
 //! ```
 //!
-//! Options: `--datagram` (largest UDP datagram, default 65507), `--timeout` (seconds to wait
+//! Options: `--spin` (microseconds a node polls before sleeping, default 50; 0: never),
+//! `--datagram` (largest UDP datagram, default 65507), `--timeout` (seconds to wait
 //! for the links and for each message, default 30).
 
 use std::net::SocketAddr;
@@ -33,7 +34,8 @@ use std::time::{Duration, Instant};
 use a3m::{Node, NodeBuilder};
 use a3m_examples::{Args, fail};
 
-const USAGE: &str = "usage: rpc server|client ADDR SIZE CLIENTS COUNT [--datagram N] [--timeout S]";
+const USAGE: &str =
+    "usage: rpc server|client ADDR SIZE CLIENTS COUNT [--datagram N] [--timeout S] [--spin US]";
 
 /// What both sides are told.
 struct Run {
@@ -42,12 +44,13 @@ struct Run {
     clients: usize,
     per_client: u64,
     datagram: usize,
+    spin: Duration,
     timeout: Duration,
 }
 
 fn main() {
     let args = Args::from_env();
-    args.reject_unknown(&["datagram", "timeout"]);
+    args.reject_unknown(&["datagram", "timeout", "spin"]);
     let p = &args.positional;
     if p.len() != 5 {
         fail(USAGE);
@@ -73,6 +76,7 @@ fn main() {
         clients,
         per_client: count / clients as u64,
         datagram: args.get_or("datagram", 65_507),
+        spin: Duration::from_micros(args.get_or("spin", a3m::DEFAULT_SPIN.as_micros() as u64)),
         timeout: Duration::from_secs(args.get_or("timeout", 30)),
     };
     match p[0].as_str() {
@@ -87,6 +91,7 @@ fn server(run: &Run) {
     let node = NodeBuilder::new("server")
         .bind(run.addr)
         .max_datagram(run.datagram)
+        .spin(run.spin)
         .linger(run.timeout)
         .start()
         .unwrap_or_else(|e| fail(&format!("cannot start node server on {}: {e}", run.addr)));
@@ -120,6 +125,7 @@ fn client(run: &Run) {
     let node = NodeBuilder::new("client")
         .peer("server", run.addr)
         .max_datagram(run.datagram)
+        .spin(run.spin)
         .linger(run.timeout)
         .start()
         .unwrap_or_else(|e| fail(&format!("cannot start node client: {e}")));
