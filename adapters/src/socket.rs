@@ -7,8 +7,9 @@
 //! socket's readiness (IN: a receive would succeed, OUT: a send would, HUP: closed) as
 //! messages and credits arrive, waking one waiter per message or credit, and wakes every
 //! waiter when the socket's links change. Before it parks, a receive or send polls that
-//! readiness for a little while, yielding the processor in between ([`crate::NodeBuilder::spin`]).
-//! The same readiness makes sockets pollable ([`crate::Poller`], [`crate::poll()`]).
+//! readiness for a little while, yielding the processor in between
+//! ([`crate::NodeBuilder::spin`]). The same readiness makes sockets pollable
+//! ([`crate::Poller`], [`crate::poll()`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -526,9 +527,9 @@ impl Socket {
         // Yield a few times before parking: a wake-up through the parker costs the waker a
         // futex call and both threads a context switch, and in a stream the awaited credit
         // or message is usually a few microseconds away. Only a change of the socket's
-        // readiness (an atomic load) makes it try again, so spinning takes no lock.
-        // The spin counts against the timeout and stops after `NodeBuilder::spin`: a yield
-        // may hand the processor to another thread for a whole time slice.
+        // readiness (an atomic load) makes it try again, so spinning takes no lock. The
+        // spin counts against the timeout and stops after `NodeBuilder::spin`: a yield may
+        // hand the processor to another thread for a whole time slice.
         let started = std::time::Instant::now();
         let spin_limit = timeout.map_or(self.shared.spin, |t| t.min(self.shared.spin));
         // Only readiness (IN, OUT) shows up in the source's bits; waits for link changes or
