@@ -52,6 +52,12 @@ impl Args {
         Some(raw.parse().unwrap_or_else(|e| fail(&format!("--{name} {raw}: {e}"))))
     }
 
+    /// `--spin MICROS`: how long the node polls before sleeping ([`a3m::NodeBuilder::spin`]),
+    /// by default [`a3m::DEFAULT_SPIN`].
+    pub fn spin(&self) -> std::time::Duration {
+        self.get("spin").map_or(a3m::DEFAULT_SPIN, std::time::Duration::from_micros)
+    }
+
     /// The value of `--name`, or `default`.
     pub fn get_or<T: FromStr>(&self, name: &str, default: T) -> T
     where

@@ -31,7 +31,7 @@ fn main() {
     let node = NodeBuilder::new("local")
         .bind(addr)
         .max_datagram(datagram)
-        .spin(Duration::from_micros(args.get_or("spin", a3m::DEFAULT_SPIN.as_micros() as u64)))
+        .spin(args.spin())
         .linger(timeout)
         .start()
         .unwrap_or_else(|e| fail(&format!("cannot start node local on {addr}: {e}")));

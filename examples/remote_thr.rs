@@ -29,7 +29,7 @@ fn main() {
     let node = NodeBuilder::new("remote")
         .peer("local", addr)
         .max_datagram(datagram)
-        .spin(Duration::from_micros(args.get_or("spin", a3m::DEFAULT_SPIN.as_micros() as u64)))
+        .spin(args.spin())
         .socket_buffers(8 << 20, 8 << 20)
         .linger(timeout)
         .start()

@@ -76,7 +76,7 @@ fn main() {
         clients,
         per_client: count / clients as u64,
         datagram: args.get_or("datagram", 65_507),
-        spin: Duration::from_micros(args.get_or("spin", a3m::DEFAULT_SPIN.as_micros() as u64)),
+        spin: args.spin(),
         timeout: Duration::from_secs(args.get_or("timeout", 30)),
     };
     match p[0].as_str() {

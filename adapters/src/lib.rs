@@ -49,6 +49,7 @@ mod poll;
 mod reader;
 mod runtime;
 mod socket;
+mod spin;
 
 pub use a3m_core as core;
 pub use a3m_core::id::{LinkIncarnation, NodeId, SocketId, TagId};

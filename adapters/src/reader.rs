@@ -10,24 +10,19 @@
 use std::io::ErrorKind;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use a3m_platform::reactor::{Event, Events, Interest, Reactor, Token};
 use a3m_platform::udp::{RecvBatch, SendBatch, UdpSocket};
 use parking_lot::MutexGuard;
 
 use crate::runtime::{Shared, State};
+use crate::spin::spin;
 
 /// Datagrams moved per `recvmmsg`/`sendmmsg` call (the platform's maximum).
 const BATCH: usize = 64;
 /// Bytes of datagrams the reader encodes, or handles, per hold of the node lock.
 const HOLD_BYTES: usize = 64 * 1024;
-
-/// Non-blocking polls, each after yielding the processor, before the reader blocks (for at
-/// most [`crate::NodeBuilder::spin`], 50 µs by default; a yield may last a whole time slice).
-/// 20: 100 B streams rose from 3.00 M to 4.27 M msgs/s (median of 5) at 551 -> 406 ns of CPU
-/// per message, RPC with 1 client from 13–16 k to 30–44 k round trips/s; 5 gave half that.
-const SPIN_YIELDS: usize = 20;
 
 /// Socket token of the node's UDP socket in the reactor.
 pub(crate) const SOCKET: Token = Token(0);
@@ -82,24 +77,18 @@ impl Reader {
         self.run_timers_and_send()
     }
 
-    /// Waits for an event. Polls without blocking first, yielding the processor in between
-    /// ([`SPIN_YIELDS`] times): in a stream the next datagram or flush request is a few
-    /// microseconds away, and finding it so saves the wake-up (a context switch here and
-    /// the cost of waking a sleeper for whoever sent it).
+    /// Waits for an event, polling without blocking first ([`spin`]): in a stream the next
+    /// datagram or flush request is a few microseconds away.
     fn wait(&mut self) -> std::io::Result<()> {
-        let started = Instant::now();
-        let spins = if self.shared.spin.is_zero() { 0 } else { SPIN_YIELDS };
-        for _ in 0..spins {
-            std::thread::yield_now();
-            self.reactor.wait(&mut self.events, Some(Duration::ZERO))?;
-            if !self.events.is_empty() {
-                return Ok(());
-            }
-            if started.elapsed() >= self.shared.spin {
-                break;
-            }
+        let (reactor, events) = (&mut self.reactor, &mut self.events);
+        let found = spin(self.shared.spin, || match reactor.wait(events, Some(Duration::ZERO)) {
+            Ok(()) if events.is_empty() => None,
+            result => Some(result),
+        });
+        match found {
+            Some(result) => result,
+            None => self.reactor.wait(&mut self.events, None),
         }
-        self.reactor.wait(&mut self.events, None)
     }
 
     fn switch_socket_if_rebound(&mut self) -> std::io::Result<()> {
@@ -207,7 +196,7 @@ impl Reader {
                 (a, b) => a.or(b),
             };
             state.armed_deadline = deadline;
-            let idle = !state.has_unacknowledged();
+            let idle = !state.unacknowledged_reach(1);
             self.notify_progress(&state, idle);
             drop(state);
             if !self.flush_blocked_batch()? {

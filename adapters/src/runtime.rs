@@ -359,11 +359,6 @@ impl State {
         self.core.unacknowledged() + self.stalled_count + self.layer.outgoing_len()
     }
 
-    /// Whether [`State::unacknowledged`] is above zero (stops at the first).
-    pub(crate) fn has_unacknowledged(&self) -> bool {
-        self.stalled_count > 0 || self.layer.outgoing_len() > 0 || self.core.has_unacknowledged()
-    }
-
     /// Whether [`State::unacknowledged`] is at least `limit` (stops counting there).
     pub(crate) fn unacknowledged_reach(&self, limit: usize) -> bool {
         let here = self.stalled_count + self.layer.outgoing_len();

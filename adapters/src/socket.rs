@@ -27,6 +27,7 @@ use parking_lot::MutexGuard;
 use crate::error::{Error, Result};
 use crate::options::SocketOptions;
 use crate::runtime::{Ahead, EVENT_QUEUED, LINKS_CHANGED, RECV_AHEAD, Shared, SocketCell, State};
+use crate::spin::spin;
 
 /// Something that names a peer socket: `"node/tag"` text or a [`SocketId`].
 pub trait IntoSocketId {
@@ -159,11 +160,6 @@ impl fmt::Debug for Socket {
 
 /// The interest of a blocked receive: readable, hung up, or links changed.
 const RECV_INTEREST: u32 = Events::IN.bits() | Events::ALWAYS.bits() | LINKS_CHANGED;
-/// Times a blocking call yields the processor, checking the socket's readiness, before it
-/// parks (within [`crate::NodeBuilder::spin`]). 20: 100 B streams rose from 2.48–2.65 M to
-/// 2.95–3.20 M msgs/s (both sides spinning); 50 and 100 gained no more.
-const SPIN_YIELDS: usize = 20;
-
 /// The interest of a blocked send.
 const SEND_INTEREST: u32 = Events::OUT.bits() | Events::ALWAYS.bits() | LINKS_CHANGED;
 /// How often `close` looks whether other threads took the messages received ahead.
@@ -524,29 +520,20 @@ impl Socket {
             // Most calls complete at once: no parker, no clock read.
             return result;
         }
-        // Yield a few times before parking: a wake-up through the parker costs the waker a
-        // futex call and both threads a context switch, and in a stream the awaited credit
-        // or message is usually a few microseconds away. Only a change of the socket's
-        // readiness (an atomic load) makes it try again, so spinning takes no lock. The
-        // spin counts against the timeout and stops after `NodeBuilder::spin`: a yield may
-        // hand the processor to another thread for a whole time slice.
+        // Poll before parking ([`spin`]). Only a change of the socket's readiness (an atomic
+        // load) makes it try again, so spinning takes no lock; waits for link changes or
+        // events are wake-ups alone, never readiness, so they do not spin. The spin counts
+        // against the timeout.
         let started = std::time::Instant::now();
         let spin_limit = timeout.map_or(self.shared.spin, |t| t.min(self.shared.spin));
-        // Only readiness (IN, OUT) shows up in the source's bits; waits for link changes or
-        // events are wake-ups alone, so spinning could not see them come.
         let readiness = interest & (Events::IN.bits() | Events::OUT.bits());
-        let spins = if spin_limit.is_zero() || readiness == 0 { 0 } else { SPIN_YIELDS };
-        for _ in 0..spins {
-            std::thread::yield_now();
-            let ready = self.cell.source.events().bits();
-            if ready & (readiness | Events::HUP.bits()) != 0
-                && let Some(result) = attempt()
-            {
-                return result;
-            }
-            if started.elapsed() >= spin_limit {
-                break;
-            }
+        if readiness != 0
+            && let Some(result) = spin(spin_limit, || {
+                let ready = self.cell.source.events().bits();
+                if ready & (readiness | Events::HUP.bits()) != 0 { attempt() } else { None }
+            })
+        {
+            return result;
         }
         let parker = Parker::current();
         let remaining = timeout.map(|t| t.saturating_sub(started.elapsed()));

@@ -235,10 +235,9 @@ impl Node {
         count >= limit
     }
 
-    /// Whether any payload accepted by [`Node::submit`] is not yet acknowledged (cheaper
-    /// than [`Node::unacknowledged`]`() > 0`: stops at the first).
+    /// Whether any payload accepted by [`Node::submit`] is not yet acknowledged.
     pub fn has_unacknowledged(&self) -> bool {
-        !self.self_queue.is_empty() || self.peers.values().any(|p| p.unacknowledged() > 0)
+        self.unacknowledged_reach(1)
     }
 
     /// Payloads accepted for `peer` and not yet acknowledged.
