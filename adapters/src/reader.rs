@@ -135,7 +135,9 @@ impl Reader {
                     state.core.handle_datagram(now, datagram.from, datagram.data);
                     budget = budget.saturating_sub(datagram.data.len().max(1));
                 }
-                let acked = state.core.unacknowledged() < before;
+                // (A closing node also waits for its peers to confirm its ACKs.)
+                let acked = state.core.unacknowledged() < before
+                    || (state.progress_waiters > 0 && state.core.receives_settled());
                 // What the application threads queued meanwhile is sent by this turn anyway.
                 self.shared.settle(&mut state, now);
                 let more = state.deliveries_pending();

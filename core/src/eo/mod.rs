@@ -76,6 +76,7 @@
 //! * Payload buffers are recycled (module `buffers`): no allocation per message in steady state.
 
 pub(crate) mod buffers;
+pub(crate) mod congestion;
 pub(crate) mod recv;
 pub(crate) mod rtt;
 pub(crate) mod send;
@@ -110,6 +111,8 @@ pub(crate) struct Params {
     pub(crate) ack_delay: Duration,
     /// Owed ACKs that make a receiver send them at once.
     pub(crate) ack_eager: u64,
+    /// Largest datagram sent (the congestion window counts in these).
+    pub(crate) max_datagram: usize,
 }
 
 impl Params {
@@ -126,6 +129,7 @@ impl Params {
             receive_idle_timeout: config.receive_idle_timeout,
             ack_delay: config.ack_delay,
             ack_eager: (u64::from(config.window) / 4).max(1),
+            max_datagram: config.max_datagram,
         }
     }
 }
@@ -143,6 +147,9 @@ pub(crate) struct Env {
     pub(crate) inbox: Inbox,
     /// Counters.
     pub(crate) stats: NodeStats,
+    /// The node is closing: send records report their `l` as soon as everything is
+    /// acknowledged, so that the peer's receive record settles before we go.
+    pub(crate) closing: bool,
 }
 
 impl Env {
@@ -179,6 +186,7 @@ pub(crate) mod test_support {
             pool: BufPool::new(16, 2048),
             inbox: Inbox::new(config.max_inbox),
             stats: NodeStats::default(),
+            closing: false,
         }
     }
 

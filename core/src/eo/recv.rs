@@ -1,11 +1,20 @@
 //! The receive record: one half-connection seen from the receiver.
 //!
 //! It holds the record's incarnation, `next` (one past the highest slot ever granted), the
-//! highest `l` the sender reported (it no longer cares about slots below), and two sliding
-//! bitmaps over the same window `[lo, next)`: the open slots (granted, no token delivered yet)
-//! and the slots owed an acknowledgement. `lo` is the lowest slot that is open or owed an ACK,
-//! so the window only has to span what is still in play. Duplicates below the window are
-//! acknowledged from a small side list (dropping one is harmless: the sender retransmits).
+//! highest `l` the sender reported (it no longer cares about slots below), and a sliding bitmap
+//! of the open slots (granted, no token delivered yet) over the window `[lo, next)`, where `lo`
+//! is the lowest open slot.
+//!
+//! # Acknowledgements carry the whole state
+//!
+//! Every slot the sender may still hold a token for (at or above its `l`) that is not open was
+//! delivered. So an `ACK` does not list what arrived since the last one: it lists every
+//! delivered slot from `l` up (`[l, lo)` as one range, then the runs between open slots), as
+//! QUIC's ACK frames repeat their ranges. A lost ACK is repaired by the next one, whatever the
+//! number of tokens it covered, and the sender can tell a hole (an open slot below a delivered
+//! one) from a late ACK. The cost is a few ranges per ACK: one per run of open slots.
+//! ACKs are sent when tokens arrive (at once for a duplicate, which says the sender missed an
+//! ACK), held back at most `ack_delay` for a datagram of ours to carry them.
 
 use core::time::Duration;
 
@@ -16,8 +25,9 @@ use crate::wire::{Ack, DatagramWriter, MAX_ACK_RANGES, Record, ReqSlots, SlotRan
 use super::Env;
 use super::slots::SlotBitmap;
 
-/// Duplicates below the window whose ACK is owed, at most.
-const OLD_ACKS: usize = 16;
+/// ACK records one acknowledgement may take (each up to [`MAX_ACK_RANGES`] ranges): past
+/// that, the runs of delivered slots nearest `next` wait for the next ACK.
+const ACK_RECORDS: usize = 4;
 /// Probe interval ceiling, in multiples of the idle timeout.
 const MAX_PROBE_BACKOFF: u32 = 16;
 
@@ -34,18 +44,19 @@ pub(crate) enum RecvOutcome {
 #[derive(Debug)]
 pub(crate) struct RecvRecord {
     inc: u64,
+    /// The first slot of the record: nothing below it was ever granted.
+    first: u64,
     next: u64,
     lowest: u64,
     open: SlotBitmap,
-    acks: SlotBitmap,
     open_count: u64,
-    ack_count: u64,
-    /// When the oldest ACK still owed was recorded (the delayed-ACK clock).
+    /// Tokens (delivered or duplicate) that arrived since the last ACK went out.
+    ack_owed: u64,
+    /// When the oldest of those arrived (the delayed-ACK clock).
     ack_since: Option<Instant>,
-    /// The owed ACKs must go now: enough of them, a duplicate, or the delay is over.
-    /// Until then they only ride along with other records to the sender.
+    /// The owed ACK must go now: enough tokens, a duplicate, or the delay is over.
+    /// Until then it only rides along with other records to the sender.
     ack_due: bool,
-    old_acks: heapless::Vec<u64, OLD_ACKS>,
     grant: Option<Slots>,
     status_due: bool,
     last_heard: Instant,
@@ -60,21 +71,18 @@ impl RecvRecord {
     /// A record with a fresh incarnation whose slots start at `start`.
     pub(crate) fn new(env: &mut Env, now: Instant, start: u64) -> Self {
         let mut open = SlotBitmap::new(env.params.receive_window);
-        let mut acks = SlotBitmap::new(env.params.receive_window);
         open.slide_to(start);
-        acks.slide_to(start);
         let idle = env.params.idle_timeout;
         Self {
             inc: env.issue_incarnation(),
+            first: start,
             next: start,
             lowest: 0,
             open,
-            acks,
             open_count: 0,
-            ack_count: 0,
+            ack_owed: 0,
             ack_since: None,
             ack_due: false,
-            old_acks: heapless::Vec::new(),
             grant: None,
             status_due: false,
             last_heard: now,
@@ -108,14 +116,11 @@ impl RecvRecord {
             || (self.lowest >= self.open.lo() && self.open_count == self.next - self.lowest)
     }
 
-    /// Moves the window start to the lowest slot still open or owed an ACK.
+    /// Moves the window start to the lowest slot still open.
     fn advance_lo(&mut self) {
         let lo = self.open.lo();
         let first_open = if self.open_count > 0 { self.open.next_set(lo, self.next) } else { None };
-        let first_ack = if self.ack_count > 0 { self.acks.next_set(lo, self.next) } else { None };
-        let new_lo = first_open.unwrap_or(self.next).min(first_ack.unwrap_or(self.next));
-        self.open.slide_to(new_lo);
-        self.acks.slide_to(new_lo);
+        self.open.slide_to(first_open.unwrap_or(self.next));
     }
 
     /// The sender no longer cares about slots below `lowest`: cancel them.
@@ -123,12 +128,6 @@ impl RecvRecord {
         let to = lowest.min(self.next);
         if to > self.open.lo() {
             self.open_count -= self.open.clear_range(self.open.lo(), to);
-            self.ack_count -= self.acks.clear_range(self.acks.lo(), to);
-        }
-        self.old_acks.retain(|&s| s >= lowest);
-        if self.ack_count == 0 {
-            self.ack_since = None;
-            self.ack_due = false;
         }
         // Slots below `lowest` that were never granted can never be granted now.
         self.next = self.next.max(lowest);
@@ -216,27 +215,34 @@ impl RecvRecord {
             // The sender retransmitted: it missed an ACK, do not make it wait for this one.
             self.ack_due = true;
         }
-        self.owe_ack(env, now, slot);
+        self.owe_ack(env, now);
     }
 
-    fn owe_ack(&mut self, env: &Env, now: Instant, slot: u64) {
-        if slot >= self.acks.lo() {
-            if self.acks.insert(slot) {
-                self.ack_count += 1;
-                self.ack_since.get_or_insert(now);
-                if env.params.ack_delay.is_zero() || self.ack_count >= env.params.ack_eager {
-                    self.ack_due = true;
-                }
-            }
-        } else if !self.old_acks.contains(&slot) {
-            // Full: the ACK is skipped, the sender's next retransmission asks again.
-            let _ = self.old_acks.push(slot);
+    fn owe_ack(&mut self, env: &Env, now: Instant) {
+        self.ack_owed += 1;
+        self.ack_since.get_or_insert(now);
+        if env.params.ack_delay.is_zero() || self.ack_owed >= env.params.ack_eager {
+            self.ack_due = true;
         }
     }
 
     /// Asks for a status record to be sent (`SLOTS(next, inc, 0)`).
     pub(crate) fn request_status(&mut self) {
         self.status_due = true;
+    }
+
+    /// True if the sender confirmed every delivery: no delivered slot at or above the `l`
+    /// it reported, so it holds no token whose ACK it may still be waiting for.
+    pub(crate) fn settled(&self) -> bool {
+        self.delivered_run(self.lowest.max(self.first)).is_none()
+    }
+
+    /// Makes the record send a status and an ACK of everything delivered now: the sender
+    /// answers with its `l` (and stops waiting for an ACK that was lost).
+    pub(crate) fn probe_settlement(&mut self) {
+        self.status_due = true;
+        self.ack_owed = self.ack_owed.max(1);
+        self.ack_due = true;
     }
 
     /// Makes the ACKs held back due now.
@@ -246,10 +252,7 @@ impl RecvRecord {
 
     /// True if the record has records to send.
     pub(crate) fn has_output(&self) -> bool {
-        self.status_due
-            || self.grant.is_some()
-            || (self.ack_due && self.ack_count > 0)
-            || !self.old_acks.is_empty()
+        self.status_due || self.grant.is_some() || (self.ack_due && self.ack_owed > 0)
     }
 
     /// Writes what is due into `w`; false if the datagram filled up first.
@@ -274,55 +277,55 @@ impl RecvRecord {
             }
             self.grant = None;
         }
-        let mut ranges = [SlotRange { start: 0, end: 0 }; MAX_ACK_RANGES];
-        if !self.old_acks.is_empty() {
-            self.old_acks.sort_unstable();
-            let mut n = 0;
-            for &slot in &self.old_acks {
-                if n > 0 && ranges[n - 1].end == slot {
-                    ranges[n - 1].end += 1;
-                } else {
-                    ranges[n] = SlotRange { start: slot, end: slot + 1 };
-                    n += 1;
-                }
-            }
-            if w.push(&Record::Ack(Ack::new(self.inc, &ranges[..n]))).is_err() {
-                return false;
-            }
-            self.old_acks.clear();
-            env.stats.acks_sent += 1;
+        if self.ack_owed > 0 && !self.write_ack(env, w) {
+            return false;
         }
-        while self.ack_count > 0 {
+        // Everything owed went (with whatever else this datagram carries).
+        self.ack_owed = 0;
+        self.ack_since = None;
+        self.ack_due = false;
+        true
+    }
+
+    /// Writes the delivered slots from the sender's `l` up, as ACK records of at most
+    /// [`MAX_ACK_RANGES`] ranges each, lowest first; false if not even one fitted.
+    fn write_ack(&mut self, env: &mut Env, w: &mut DatagramWriter<'_>) -> bool {
+        let mut ranges = [SlotRange { start: 0, end: 0 }; MAX_ACK_RANGES];
+        let mut pos = self.lowest.max(self.first);
+        for record in 0..ACK_RECORDS {
             let mut n = 0;
-            let mut pos = self.acks.lo();
             while n < MAX_ACK_RANGES {
-                let Some(start) = self.acks.next_set(pos, self.next) else { break };
-                let end = self.acks.next_clear(start, self.next).unwrap_or(self.next);
+                let Some((start, end)) = self.delivered_run(pos) else { break };
                 ranges[n] = SlotRange { start, end };
                 n += 1;
                 pos = end;
             }
             if n == 0 {
-                // Cannot happen (the count says a bit is set); resynchronise rather than spin.
-                self.ack_count = 0;
                 break;
             }
-            // Fewer ranges if the datagram is nearly full.
+            // Fewer ranges if the datagram is nearly full (the rest waits for the next ACK).
             while w.push(&Record::Ack(Ack::new(self.inc, &ranges[..n]))).is_err() {
                 if n == 1 {
-                    return false;
+                    return record > 0;
                 }
                 n /= 2;
             }
-            for range in &ranges[..n] {
-                self.ack_count -= self.acks.clear_range(range.start, range.end);
-            }
             env.stats.acks_sent += 1;
+            pos = ranges[n - 1].end;
         }
-        // Everything owed went (with whatever else this datagram carries).
-        self.ack_since = None;
-        self.ack_due = false;
         true
+    }
+
+    /// The first run `[start, end)` of delivered (granted, not open) slots at or above
+    /// `from`, below `next`.
+    fn delivered_run(&self, from: u64) -> Option<(u64, u64)> {
+        let lo = self.open.lo();
+        let start = if from < lo { from } else { self.open.next_clear(from, self.next)? };
+        if start >= self.next {
+            return None;
+        }
+        let end = self.open.next_set(start.max(lo), self.next).unwrap_or(self.next);
+        Some((start, end))
     }
 
     /// Probe and garbage-collection timers.
@@ -353,7 +356,7 @@ impl RecvRecord {
             self.probe_at
         };
         match self.ack_since {
-            Some(since) if self.ack_count > 0 && !self.ack_due => {
+            Some(since) if self.ack_owed > 0 && !self.ack_due => {
                 timers.min(since + env.params.ack_delay)
             }
             _ => timers,
@@ -364,6 +367,7 @@ impl RecvRecord {
 #[cfg(test)]
 mod tests {
     use alloc::vec;
+    use alloc::vec::Vec;
 
     use super::*;
     use crate::eo::test_support::{Rec, env, written};
@@ -438,10 +442,11 @@ mod tests {
         assert_eq!(env.inbox.len(), 2);
         assert_eq!(env.stats.duplicates, 1);
         assert_eq!(output(&mut r, &mut env), vec![Rec::Ack(inc, vec![(3, 5)])]);
-        // A copy arriving after the ACK went out is acknowledged again, not delivered.
+        // A copy arriving after the ACK went out is acknowledged again (with every slot
+        // delivered so far), not delivered.
         r.on_token(&mut env, T0, &from, token(4, inc));
         r.on_token(&mut env, T0, &from, token(6, inc));
-        assert_eq!(output(&mut r, &mut env), vec![Rec::Ack(inc, vec![(4, 5)])]);
+        assert_eq!(output(&mut r, &mut env), vec![Rec::Ack(inc, vec![(3, 5)])]);
         assert_eq!(env.stats.inbox_full_deferrals, 1, "slot 6 waits for inbox room");
         // Slots never granted are ignored.
         r.on_token(&mut env, T0, &from, token(8, inc));
@@ -463,7 +468,7 @@ mod tests {
         assert_eq!(output(&mut r, &mut env), vec![Rec::Ack(inc, vec![(0, 2)])]);
         env.inbox.pop();
         r.on_token(&mut env, T0, &from, token(2, inc));
-        assert_eq!(output(&mut r, &mut env), vec![Rec::Ack(inc, vec![(2, 3)])]);
+        assert_eq!(output(&mut r, &mut env), vec![Rec::Ack(inc, vec![(0, 3)])]);
         assert_eq!(env.stats.payloads_delivered, 3);
     }
 
@@ -549,5 +554,54 @@ mod tests {
         }
         assert_eq!(output(&mut r, &mut env), vec![Rec::Ack(inc, vec![(0, 2)])]);
         assert_eq!(env.stats.duplicates, 3);
+    }
+
+    #[test]
+    fn every_ack_repeats_what_was_delivered_so_a_lost_ack_is_repaired() {
+        let mut env = env(NodeConfig { max_inbox: 64, ..config() });
+        let from = NodeId::new("a").unwrap();
+        let mut r = RecvRecord::new(&mut env, T0, 10);
+        let inc = r.incarnation();
+        r.on_reqslots(&mut env, T0, req(10, 20, 10));
+        output(&mut r, &mut env);
+        for slot in (10..20).filter(|s| *s != 13 && *s != 16) {
+            r.on_token(&mut env, T0, &from, token(slot, inc));
+        }
+        // This ACK is lost on the way.
+        assert_eq!(
+            output(&mut r, &mut env),
+            vec![Rec::Ack(inc, vec![(10, 13), (14, 16), (17, 20)])]
+        );
+        // The next token's ACK carries everything again, holes included.
+        r.on_token(&mut env, T0, &from, token(13, inc));
+        assert_eq!(output(&mut r, &mut env), vec![Rec::Ack(inc, vec![(10, 16), (17, 20)])]);
+        // The sender reports it no longer cares below 16: the ACK starts there.
+        r.on_reqslots(&mut env, T0, req(30, 0, 16));
+        r.on_token(&mut env, T0, &from, token(16, inc));
+        assert_eq!(output(&mut r, &mut env), vec![Rec::Ack(inc, vec![(16, 20)])]);
+    }
+
+    #[test]
+    fn many_holes_take_several_ack_records() {
+        let mut env = env(NodeConfig { window: 256, max_inbox: 512, ..config() });
+        let from = NodeId::new("a").unwrap();
+        let mut r = RecvRecord::new(&mut env, T0, 0);
+        let inc = r.incarnation();
+        r.on_reqslots(&mut env, T0, req(0, 300, 0));
+        output(&mut r, &mut env);
+        for slot in (0..300).step_by(2) {
+            r.on_token(&mut env, T0, &from, token(slot, inc));
+        }
+        let acks = output(&mut r, &mut env);
+        let ranges: Vec<(u64, u64)> = acks
+            .iter()
+            .flat_map(|a| match a {
+                Rec::Ack(i, ranges) if *i == inc => ranges.clone(),
+                other => panic!("not an ACK: {other:?}"),
+            })
+            .collect();
+        let expected: Vec<(u64, u64)> = (0..150).map(|i| (2 * i, 2 * i + 1)).collect();
+        assert_eq!(ranges, expected);
+        assert_eq!(acks.len(), 3);
     }
 }

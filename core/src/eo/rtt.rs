@@ -10,11 +10,17 @@ use core::time::Duration;
 #[derive(Debug, Clone)]
 pub(crate) struct Rtt {
     srtt: Option<u64>,
+    /// The latest sample.
+    latest: u64,
     rttvar: u64,
     rto: u64,
     min: u64,
     max: u64,
 }
+
+/// Timer granularity of loss detection: a token is never declared lost by time less than
+/// this after it was sent (RFC 9002's `kGranularity`).
+pub(crate) const LOSS_GRANULARITY_MICROS: u64 = 1_000;
 
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
@@ -25,7 +31,7 @@ impl Rtt {
     pub(crate) fn new(initial: Duration, min: Duration, max: Duration) -> Self {
         let (min, max) = (micros(min).max(1), micros(max).max(1));
         let max = max.max(min);
-        Self { srtt: None, rttvar: 0, rto: micros(initial).clamp(min, max), min, max }
+        Self { srtt: None, latest: 0, rttvar: 0, rto: micros(initial).clamp(min, max), min, max }
     }
 
     /// Adds one round-trip sample.
@@ -35,6 +41,7 @@ impl Rtt {
 
     /// Adds one round-trip sample of `r` microseconds.
     pub(crate) fn sample_micros(&mut self, r: u64) {
+        self.latest = r;
         match self.srtt {
             None => {
                 self.srtt = Some(r);
@@ -53,6 +60,15 @@ impl Rtt {
     /// The smoothed round-trip time, if there was a sample.
     pub(crate) fn srtt(&self) -> Option<Duration> {
         self.srtt.map(Duration::from_micros)
+    }
+
+    /// How long after a token was sent, once a later transmission was acknowledged, it is
+    /// declared lost (RFC 9002 §6.1.2): `eighths / 8` of the larger of the smoothed and the
+    /// latest RTT, at least [`LOSS_GRANULARITY_MICROS`]. `None` before the first sample.
+    pub(crate) fn loss_delay_micros(&self, eighths: u64) -> Option<u64> {
+        let srtt = self.srtt?;
+        let base = srtt.max(self.latest);
+        Some((base.saturating_mul(eighths) / 8).max(LOSS_GRANULARITY_MICROS))
     }
 
     /// Timeout before the copy number `sends` (1 = the first transmission) is retransmitted:

@@ -14,15 +14,58 @@
 //! The queued payloads follow the tokens in the same ring, in order (as if their slots were
 //! `bound_end..`): binding one to an envelope only moves `bound_end`, so a payload is never
 //! moved from a queue to the ring.
+//!
+//! # Loss recovery (RFC 9002, as quinn-proto does it, with RACK's adaptive reordering window)
+//!
+//! Every `write` that carries tokens is one *transmission*, numbered in order (`seq`, like a
+//! QUIC packet number; a retransmitted token gets the number of the transmission that carries
+//! it again). The receiver's ACKs list every delivered slot (see module `recv`), so each ACK
+//! tells which tokens of which transmissions arrived, and:
+//!
+//! * **Loss by ACK**: a token still unacknowledged when a transmission at least
+//!   `packet_threshold` later was acknowledged, or sent more than `9/8 × RTT` before the
+//!   newest acknowledged one, is declared lost and retransmitted at once: only the lost tokens
+//!   go again, not everything in flight.
+//! * **Reordering is not loss**: an ACK for a token that was sent before the newest
+//!   acknowledged transmission but not declared lost shows reordering, and raises
+//!   `packet_threshold` to the distance seen (up to [`MAX_PACKET_THRESHOLD`]); an ACK for a
+//!   token declared lost but not yet sent again shows the declaration was spurious: the time
+//!   threshold widens (up to `3 × RTT`) and the congestion window decrease is undone. A QUIC
+//!   stack with a fixed threshold of 3 loses most of its goodput under reordering; this one
+//!   learns the path's reordering once.
+//! * **One probe timeout per record**: when nothing is acknowledged for a probe timeout (the
+//!   RTT estimate's timeout, doubled per consecutive probe, at most `rto_max`) after the last
+//!   transmission, the two oldest tokens in flight are sent again as probes, outside the
+//!   congestion window. Their ACK (which lists everything delivered) lets loss detection
+//!   find the rest. The backoff resets on any new acknowledgement, and is capped by
+//!   `rto_max`, so a path that heals is probed again within `rto_max`.
+//! * **Congestion window** (module `congestion`): bytes of tokens in flight are bounded, so a
+//!   lossy path is not flooded with retransmissions.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
+use core::time::Duration;
 
 use crate::time::Instant;
 use crate::wire::{Ack, DatagramWriter, Record, ReqSlots, Slots, Token};
 
 use super::Env;
+use super::congestion::Congestion;
 use super::rtt::Rtt;
+
+/// Packet threshold of loss detection before any reordering was seen (RFC 9002).
+const INITIAL_PACKET_THRESHOLD: u64 = 3;
+/// Most transmissions a token may be overtaken by before it is declared lost.
+pub(crate) const MAX_PACKET_THRESHOLD: u64 = 64;
+/// Time threshold of loss detection, in eighths of an RTT: initial (RFC 9002) and most.
+const INITIAL_TIME_EIGHTHS: u64 = 9;
+const MAX_TIME_EIGHTHS: u64 = 24;
+/// Tokens a probe timeout sends again.
+const PROBES: u32 = 2;
+/// Consecutive probe timeouts that count as persistent congestion.
+const PERSISTENT_PTOS: u32 = 3;
+/// Bytes a token record adds to its payload in flight (kind, slot, incarnation, length).
+const TOKEN_COST: usize = 16;
 
 /// A payload bound to a slot and not yet acknowledged (or, past `bound_end` in the ring, a
 /// queued payload, in the state binding gives it).
@@ -32,8 +75,20 @@ struct InFlight {
     /// Transmissions so far (0: bound but not sent yet).
     sends: u32,
     last_sent: Instant,
+    /// Number of the transmission that carried it last.
+    seq: u64,
     /// Waiting in the transmit queue.
     queued: bool,
+    /// Declared lost and not sent again yet.
+    lost: bool,
+    /// Its bytes count in `bytes_in_flight`.
+    counted: bool,
+}
+
+impl InFlight {
+    fn cost(&self) -> usize {
+        self.payload.len() + TOKEN_COST
+    }
 }
 
 /// The outstanding `REQSLOTS` (at most one at a time).
@@ -77,9 +132,26 @@ pub(crate) struct SendRecord {
     refresh_due: bool,
     /// The highest `l` sent to the receiver.
     reported_lowest: u64,
-    /// Earliest retransmission deadline (may be early; a scan recomputes it).
-    timer_at: Option<Instant>,
     last_active: Instant,
+    /// The transmissions of tokens, `(seq, slot)` in order; entries of tokens since
+    /// acknowledged or sent again are dropped lazily.
+    sent: VecDeque<(u64, u64)>,
+    /// Number of the next transmission.
+    next_seq: u64,
+    /// The newest acknowledged transmission and when it was sent.
+    largest_acked: Option<(u64, Instant)>,
+    /// When the oldest token in flight not yet lost by time becomes lost.
+    loss_at: Option<Instant>,
+    packet_threshold: u64,
+    time_eighths: u64,
+    /// Consecutive probe timeouts without a new acknowledgement.
+    pto_count: u32,
+    /// Probe tokens that may go outside the congestion window.
+    probes: u32,
+    /// When a token was last sent.
+    last_send: Instant,
+    bytes_in_flight: usize,
+    congestion: Congestion,
 }
 
 impl SendRecord {
@@ -99,8 +171,18 @@ impl SendRecord {
             request: None,
             refresh_due: false,
             reported_lowest: start,
-            timer_at: None,
             last_active: now,
+            sent: VecDeque::with_capacity(window),
+            next_seq: 0,
+            largest_acked: None,
+            loss_at: None,
+            packet_threshold: INITIAL_PACKET_THRESHOLD,
+            time_eighths: INITIAL_TIME_EIGHTHS,
+            pto_count: 0,
+            probes: 0,
+            last_send: now,
+            bytes_in_flight: 0,
+            congestion: Congestion::new(env.params.max_datagram),
         }
     }
 
@@ -131,6 +213,12 @@ impl SendRecord {
         self.inc
     }
 
+    /// The congestion window, in bytes.
+    #[cfg(test)]
+    pub(crate) fn congestion_window(&self) -> usize {
+        self.congestion.window()
+    }
+
     /// Queues a payload (the caller enforced the queue limit).
     pub(crate) fn submit(&mut self, env: &mut Env, now: Instant, payload: Vec<u8>) {
         let len = payload.len();
@@ -139,7 +227,10 @@ impl SendRecord {
             payload,
             sends: 0,
             last_sent: Instant::ZERO,
+            seq: 0,
             queued: true,
+            lost: false,
+            counted: false,
         }));
         if self.bound_end < self.granted_end {
             if alone {
@@ -208,6 +299,16 @@ impl SendRecord {
         });
     }
 
+    /// Forgets the transmissions in flight: their tokens are queued payloads again (or gone).
+    fn reset_recovery(&mut self) {
+        self.sent.clear();
+        self.largest_acked = None;
+        self.loss_at = None;
+        self.pto_count = 0;
+        self.probes = 0;
+        self.bytes_in_flight = 0;
+    }
+
     /// The receiver incarnation `inc` is gone for good: it forgot its record while every
     /// token we hold for it was still undelivered (see the module docs of `eo`), so the
     /// payloads go back to the queue, in order, to be bound to slots of a new incarnation.
@@ -223,6 +324,8 @@ impl SendRecord {
             token.sends = 0;
             token.last_sent = Instant::ZERO;
             token.queued = true;
+            token.lost = false;
+            token.counted = false;
         }
         let requested = self.request.map_or(0, |r| r.start.saturating_add(r.count.into()));
         env.advance_clock(self.granted_end.max(requested));
@@ -239,7 +342,7 @@ impl SendRecord {
             self.request = None;
         }
         self.refresh_due = false;
-        self.timer_at = None;
+        self.reset_recovery();
         self.last_active = now;
         env.stats.incarnations_lost += 1;
         env.stats.payloads_rebound += rebound;
@@ -294,15 +397,19 @@ impl SendRecord {
         self.maybe_request(env);
     }
 
-    /// An `ACK` record: drops the acknowledged tokens.
+    /// An `ACK` record: drops the acknowledged tokens, then looks for lost ones.
     pub(crate) fn on_ack(&mut self, env: &mut Env, now: Instant, rtt: &mut Rtt, ack: &Ack<'_>) {
         if self.inc != Some(ack.incarnation) {
             env.stats.stale_records += 1;
             return;
         }
         let base = self.acked_base;
-        let now_us = now.as_micros();
+        let prior_largest = self.largest_acked.map(|(seq, _)| seq);
+        let in_flight_before = self.bytes_in_flight;
+        // The newly acknowledged token of the newest transmission: (seq, sent, sends).
+        let mut newest: Option<(u64, Instant, u32)> = None;
         let mut acked = 0usize;
+        let mut spurious = false;
         for range in ack.ranges() {
             // Only the slots we hold: an ACK of any size costs at most the window.
             let from = range.start.max(base);
@@ -314,15 +421,30 @@ impl SendRecord {
             let (from, to) = ((from - base) as usize, (to - base) as usize);
             for entry in self.ring.range_mut(from..to) {
                 // A token never sent cannot have been acknowledged (a forged or corrupt ACK).
-                if entry.as_ref().is_some_and(|t| t.sends > 0)
-                    && let Some(token) = entry.take()
-                {
-                    if token.sends == 1 {
-                        rtt.sample_micros(now_us.saturating_sub(token.last_sent.as_micros()));
-                    }
-                    env.pool.recycle(token.payload);
-                    acked += 1;
+                if entry.as_ref().is_none_or(|t| t.sends == 0) {
+                    continue;
                 }
+                let Some(token) = entry.take() else { continue };
+                if token.counted {
+                    self.bytes_in_flight -= token.cost();
+                    self.congestion.on_ack(token.seq, token.cost(), in_flight_before);
+                }
+                if token.queued {
+                    self.tx_bytes = self.tx_bytes.saturating_sub(token.payload.len());
+                }
+                if token.lost {
+                    // Declared lost, yet delivered before we sent it again: only reordered.
+                    spurious = true;
+                } else if prior_largest.is_some_and(|largest| token.seq < largest) {
+                    let distance = prior_largest.unwrap_or(0) - token.seq + 1;
+                    self.packet_threshold =
+                        self.packet_threshold.max(distance).min(MAX_PACKET_THRESHOLD);
+                }
+                if newest.is_none_or(|(seq, _, _)| token.seq > seq) {
+                    newest = Some((token.seq, token.last_sent, token.sends));
+                }
+                env.pool.recycle(token.payload);
+                acked += 1;
             }
         }
         if acked == 0 {
@@ -330,23 +452,115 @@ impl SendRecord {
         }
         self.in_flight -= acked;
         env.stats.tokens_acked += acked as u64;
+        if spurious {
+            env.stats.spurious_losses += 1;
+            self.time_eighths = (self.time_eighths * 2).min(MAX_TIME_EIGHTHS);
+            self.packet_threshold = (self.packet_threshold * 2).min(MAX_PACKET_THRESHOLD);
+            self.congestion.undo();
+        }
+        if let Some((seq, sent, sends)) = newest {
+            // Karn's rule: only a token sent once gives an RTT sample.
+            if sends == 1 && prior_largest.is_none_or(|largest| seq > largest) {
+                rtt.sample_micros(now.as_micros().saturating_sub(sent.as_micros()));
+            }
+            if prior_largest.is_none_or(|largest| seq > largest) {
+                self.largest_acked = Some((seq, sent));
+            }
+        }
+        self.pto_count = 0;
         // Drop the acknowledged tokens at the front of the ring (only an ACK makes any).
         let done = self.ring.iter().position(Option::is_some).unwrap_or(self.ring.len());
         self.ring.drain(..done);
         self.acked_base += done as u64;
         self.last_active = now;
+        self.detect_lost(env, now, rtt);
         self.maybe_request(env);
+    }
+
+    /// The token of `slot` if it is bound, unacknowledged, and was last sent in `seq`.
+    fn in_flight_token(&mut self, seq: u64, slot: u64) -> Option<&mut InFlight> {
+        let index = usize::try_from(slot.checked_sub(self.acked_base)?).ok()?;
+        if index >= self.bound_len() {
+            return None;
+        }
+        self.ring.get_mut(index)?.as_mut().filter(|t| t.seq == seq && t.counted && !t.queued)
+    }
+
+    /// Declares lost the tokens in flight that a newer acknowledged transmission overtook by
+    /// the packet or the time threshold, queueing them for retransmission.
+    fn detect_lost(&mut self, env: &mut Env, now: Instant, rtt: &Rtt) {
+        self.loss_at = None;
+        let Some((largest, _)) = self.largest_acked else { return };
+        let delay = rtt.loss_delay_micros(self.time_eighths);
+        let threshold = self.packet_threshold;
+        let next_seq = self.next_seq;
+        while let Some(&(seq, slot)) = self.sent.front() {
+            if seq >= largest {
+                break;
+            }
+            let Some(token) = self.in_flight_token(seq, slot) else {
+                // Acknowledged, or sent again since (a newer entry stands for it).
+                self.sent.pop_front();
+                continue;
+            };
+            let lost_at = delay.map(|d| token.last_sent.as_micros().saturating_add(d));
+            let by_time = lost_at.is_some_and(|at| at <= now.as_micros());
+            if largest - seq < threshold && !by_time {
+                self.loss_at = lost_at.map(Instant::from_micros);
+                break;
+            }
+            token.queued = true;
+            token.lost = true;
+            token.counted = false;
+            let (cost, len) = (token.cost(), token.payload.len());
+            self.bytes_in_flight -= cost;
+            self.tx_bytes += len;
+            self.tx.push_back(slot);
+            self.sent.pop_front();
+            self.congestion.on_loss(seq, next_seq);
+            env.stats.tokens_lost += 1;
+        }
+    }
+
+    /// Nothing was acknowledged for a probe timeout: send the oldest tokens in flight again,
+    /// outside the congestion window.
+    fn on_probe_timeout(&mut self, env: &mut Env) {
+        self.pto_count = self.pto_count.saturating_add(1);
+        env.stats.probe_timeouts += 1;
+        if self.pto_count == PERSISTENT_PTOS {
+            self.congestion.on_persistent_congestion(self.next_seq);
+        }
+        let mut chosen: heapless::Vec<u64, { PROBES as usize }> = heapless::Vec::new();
+        let bound = self.bound_len();
+        for (i, entry) in self.ring.range_mut(..bound).enumerate() {
+            let Some(token) = entry else { continue };
+            if token.queued || token.sends == 0 {
+                continue;
+            }
+            token.queued = true;
+            self.tx_bytes += token.payload.len();
+            if chosen.push(self.acked_base + i as u64).is_err() || chosen.is_full() {
+                break;
+            }
+        }
+        // Ahead of the transmit queue, oldest first.
+        for &slot in chosen.iter().rev() {
+            self.tx.push_front(slot);
+        }
+        self.probes = chosen.len() as u32;
     }
 
     /// True if the record has records to send.
     pub(crate) fn has_output(&self) -> bool {
         self.request.is_some_and(|r| r.due)
             || self.refresh_due
-            || (self.inc.is_some() && !self.tx.is_empty())
+            || (self.inc.is_some() && !self.tx.is_empty() && self.may_send_token())
     }
 
-    fn arm(&mut self, at: Instant) {
-        self.timer_at = Some(self.timer_at.map_or(at, |t| t.min(at)));
+    /// The congestion window (or a probe) lets a token go.
+    #[inline]
+    fn may_send_token(&self) -> bool {
+        self.probes > 0 || self.bytes_in_flight < self.congestion.window()
     }
 
     /// Writes what is due into `w`; false if the datagram filled up first.
@@ -354,7 +568,6 @@ impl SendRecord {
         &mut self,
         env: &mut Env,
         now: Instant,
-        rtt: &Rtt,
         w: &mut DatagramWriter<'_>,
     ) -> bool {
         let lowest = self.acked_base;
@@ -370,7 +583,6 @@ impl SendRecord {
             self.request = Some(request);
             self.refresh_due = false;
             self.reported_lowest = lowest;
-            self.arm(now + rtt.timeout(request.sends));
             env.stats.reqslots_sent += 1;
         } else if self.refresh_due || lowest > self.reported_lowest {
             let record = Record::ReqSlots(ReqSlots { start: self.granted_end, count: 0, lowest });
@@ -382,27 +594,25 @@ impl SendRecord {
             env.stats.reqslots_sent += 1;
         }
         let Some(inc) = self.inc else { return true };
-        // Every token sent now gets the deadline `now + rtt.timeout(sends)`; the timeout grows
-        // with `sends`, so the timer is armed once, for the fewest sends.
-        let mut fewest_sends = u32::MAX;
-        let complete = self.write_tokens(env, now, inc, w, &mut fewest_sends);
-        if fewest_sends != u32::MAX {
-            let timeout = rtt.timeout_micros(fewest_sends);
-            self.arm(Instant::from_micros(now.as_micros().saturating_add(timeout)));
-        }
-        complete
+        self.write_tokens(env, now, inc, w)
     }
 
-    /// Writes the tokens of the transmit queue; false if the datagram filled up first.
+    /// Writes the tokens of the transmit queue that the congestion window lets go, as one
+    /// transmission; false if the datagram filled up first.
     fn write_tokens(
         &mut self,
         env: &mut Env,
         now: Instant,
         inc: u64,
         w: &mut DatagramWriter<'_>,
-        fewest_sends: &mut u32,
     ) -> bool {
+        let seq = self.next_seq;
+        let mut wrote = false;
+        let mut complete = true;
         while let Some(&slot) = self.tx.front() {
+            if !self.may_send_token() {
+                break;
+            }
             let index = slot.wrapping_sub(self.acked_base);
             let token = match self.ring.get_mut(usize::try_from(index).unwrap_or(usize::MAX)) {
                 Some(Some(token)) if slot >= self.acked_base && token.queued => token,
@@ -414,7 +624,8 @@ impl SendRecord {
             };
             let record = Record::Token(Token { slot, incarnation: inc, payload: &token.payload });
             if w.push(&record).is_err() {
-                return false;
+                complete = false;
+                break;
             }
             self.tx.pop_front();
             self.tx_bytes = self.tx_bytes.saturating_sub(token.payload.len());
@@ -422,47 +633,73 @@ impl SendRecord {
                 env.stats.tokens_retransmitted += 1;
             }
             token.queued = false;
+            token.lost = false;
             token.sends = token.sends.saturating_add(1);
             token.last_sent = now;
-            *fewest_sends = (*fewest_sends).min(token.sends);
+            token.seq = seq;
+            if !token.counted {
+                token.counted = true;
+                self.bytes_in_flight += token.cost();
+            }
+            self.probes = self.probes.saturating_sub(1);
+            self.sent.push_back((seq, slot));
+            wrote = true;
             env.stats.tokens_sent += 1;
         }
-        self.tx_bytes = 0;
-        true
+        if self.tx.is_empty() {
+            self.tx_bytes = 0;
+        }
+        if wrote {
+            self.next_seq += 1;
+            self.last_send = now;
+            self.compact_sent();
+        }
+        complete
     }
 
-    /// Retransmission and idle timers.
+    /// Keeps the transmission log bounded: entries of tokens acknowledged or sent again
+    /// stay until loss detection reaches them, which a token stuck in flight can delay.
+    fn compact_sent(&mut self) {
+        let limit = 2 * self.ring.len() + 64;
+        if self.sent.len() <= limit {
+            return;
+        }
+        let (base, bound) = (self.acked_base, self.bound_len());
+        let ring = &self.ring;
+        self.sent.retain(|&(seq, slot)| {
+            let index = slot.wrapping_sub(base) as usize;
+            index < bound
+                && ring.get(index).is_some_and(|e| {
+                    e.as_ref().is_some_and(|t| t.seq == seq && t.counted && !t.queued)
+                })
+        });
+    }
+
+    /// When a probe timeout fires: tokens are in flight and nothing was acknowledged for
+    /// the RTT estimate's timeout (doubled per consecutive probe) since the last send.
+    fn probe_at(&self, rtt: &Rtt) -> Option<Instant> {
+        (self.bytes_in_flight > 0 && self.probes == 0)
+            .then(|| self.last_send + rtt.timeout(self.pto_count.saturating_add(1)))
+    }
+
+    /// When the outstanding request is sent again.
+    fn request_at(&self, rtt: &Rtt) -> Option<Instant> {
+        let request = self.request.filter(|r| !r.due && r.sends > 0)?;
+        Some(request.last_sent + rtt.timeout(request.sends))
+    }
+
+    /// Loss, probe, request and idle timers.
     pub(crate) fn on_timeout(&mut self, env: &mut Env, now: Instant, rtt: &Rtt) -> SendOutcome {
-        if self.timer_at.is_some_and(|t| t <= now) {
-            self.timer_at = None;
-            let mut next: Option<Instant> = None;
-            let bound = self.bound_len();
-            for (i, entry) in self.ring.range_mut(..bound).enumerate() {
-                let Some(token) = entry else { continue };
-                if token.queued || token.sends == 0 {
-                    continue;
-                }
-                let due = token.last_sent + rtt.timeout(token.sends);
-                if due <= now {
-                    token.queued = true;
-                    self.tx_bytes += token.payload.len();
-                    self.tx.push_back(self.acked_base + i as u64);
-                } else {
-                    next = Some(next.map_or(due, |n| n.min(due)));
-                }
-            }
-            if let Some(request) = &mut self.request
-                && !request.due
-                && request.sends > 0
-            {
-                let due = request.last_sent + rtt.timeout(request.sends);
-                if due <= now {
-                    request.due = true;
-                } else {
-                    next = Some(next.map_or(due, |n| n.min(due)));
-                }
-            }
-            self.timer_at = next;
+        if self.loss_at.is_some_and(|t| t <= now) {
+            self.detect_lost(env, now, rtt);
+        }
+        if self.probe_at(rtt).is_some_and(|t| t <= now) {
+            self.on_probe_timeout(env);
+        }
+        if self.request_at(rtt).is_some_and(|t| t <= now)
+            && let Some(request) = &mut self.request
+        {
+            request.due = true;
         }
         if let Some(at) = self.report_at(env)
             && now >= at
@@ -482,13 +719,17 @@ impl SendRecord {
     /// safely if we vanish. Not at once, so that request-reply traffic pays no extra datagram.
     fn report_at(&self, env: &Env) -> Option<Instant> {
         let unreported = self.in_flight == 0 && self.acked_base > self.reported_lowest;
-        (unreported && !self.refresh_due).then(|| self.last_active + env.params.idle_timeout / 4)
+        let delay = if env.closing { Duration::ZERO } else { env.params.idle_timeout / 4 };
+        (unreported && !self.refresh_due).then(|| self.last_active + delay)
     }
 
     /// When `on_timeout` must run next.
-    pub(crate) fn deadline(&self, env: &Env) -> Option<Instant> {
+    pub(crate) fn deadline(&self, env: &Env, rtt: &Rtt) -> Option<Instant> {
         let idle = self.is_idle().then(|| self.last_active + env.params.idle_timeout);
-        [self.timer_at, idle, self.report_at(env)].into_iter().flatten().min()
+        [self.loss_at, self.probe_at(rtt), self.request_at(rtt), idle, self.report_at(env)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }
 
@@ -521,8 +762,8 @@ mod tests {
         Rtt::new(env.params.rto_initial, env.params.rto_min, env.params.rto_max)
     }
 
-    fn output(s: &mut SendRecord, env: &mut Env, rtt: &Rtt, now: Instant) -> Vec<Rec> {
-        written(1400, |w| assert!(s.write(env, now, rtt, w)))
+    fn output(s: &mut SendRecord, env: &mut Env, now: Instant) -> Vec<Rec> {
+        written(1400, |w| assert!(s.write(env, now, w)))
     }
 
     fn submit(s: &mut SendRecord, env: &mut Env, payload: &[u8]) {
@@ -557,13 +798,13 @@ mod tests {
         }
         // 3 queued + 2 ahead.
         let request = Rec::ReqSlots(ReqSlots { start: 100, count: 5, lowest: 100 });
-        assert_eq!(output(&mut s, &mut env, &rtt, T0), vec![request]);
+        assert_eq!(output(&mut s, &mut env, T0), vec![request]);
         let t1 = T0 + Duration::from_millis(20);
         s.on_slots(&mut env, t1, &mut rtt, grant(100, 7, 5));
         assert_eq!(rtt.srtt(), Some(Duration::from_millis(20)));
         assert_eq!(s.incarnation(), Some(7));
         assert_eq!(env.clock, 105);
-        let tokens = output(&mut s, &mut env, &rtt, t1);
+        let tokens = output(&mut s, &mut env, t1);
         assert_eq!(
             tokens,
             vec![
@@ -588,14 +829,14 @@ mod tests {
         let mut quiet = t2;
         while !s.has_output() {
             // (The first deadline may be the stale retransmission timer.)
-            quiet = s.deadline(&env).unwrap();
+            quiet = s.deadline(&env, &rtt).unwrap();
             s.on_timeout(&mut env, quiet, &rtt);
         }
         assert_eq!(quiet, t2 + Duration::from_millis(250));
         let refresh = Rec::ReqSlots(ReqSlots { start: 105, count: 0, lowest: 103 });
-        assert_eq!(output(&mut s, &mut env, &rtt, quiet), vec![refresh]);
+        assert_eq!(output(&mut s, &mut env, quiet), vec![refresh]);
         assert!(!s.has_output());
-        assert_eq!(s.deadline(&env), Some(t2 + Duration::from_secs(1)));
+        assert_eq!(s.deadline(&env, &rtt), Some(t2 + Duration::from_secs(1)));
     }
 
     #[test]
@@ -604,7 +845,7 @@ mod tests {
         let mut rtt = rtt(&env);
         let mut s = SendRecord::new(&env, T0);
         submit(&mut s, &mut env, b"x");
-        output(&mut s, &mut env, &rtt, T0);
+        output(&mut s, &mut env, T0);
         s.on_slots(&mut env, T0, &mut rtt, grant(100, 7, 3));
         ack(&mut s, &mut env, &mut rtt, T0, 7, &[(0, u64::MAX)]);
         assert_eq!(s.unacknowledged(), 1);
@@ -619,13 +860,13 @@ mod tests {
             submit(&mut s, &mut env, &[i]);
         }
         let request = Rec::ReqSlots(ReqSlots { start: 100, count: 8, lowest: 100 });
-        assert_eq!(output(&mut s, &mut env, &rtt, T0), vec![request]);
+        assert_eq!(output(&mut s, &mut env, T0), vec![request]);
         s.on_slots(&mut env, T0, &mut rtt, grant(100, 7, 8));
-        assert_eq!(output(&mut s, &mut env, &rtt, T0).len(), 8);
+        assert_eq!(output(&mut s, &mut env, T0).len(), 8);
         assert!(!s.has_output(), "no room for another request");
         ack(&mut s, &mut env, &mut rtt, T0, 7, &[(100, 103)]);
         let request = Rec::ReqSlots(ReqSlots { start: 108, count: 3, lowest: 103 });
-        assert_eq!(output(&mut s, &mut env, &rtt, T0), vec![request]);
+        assert_eq!(output(&mut s, &mut env, T0), vec![request]);
     }
 
     #[test]
@@ -634,14 +875,14 @@ mod tests {
         let mut rtt = rtt(&env);
         let mut s = SendRecord::new(&env, T0);
         submit(&mut s, &mut env, b"x");
-        output(&mut s, &mut env, &rtt, T0);
+        output(&mut s, &mut env, T0);
         // (A separate estimator for the grant: no RTT sample for the token timers.)
         let mut scratch = self::rtt(&env);
         s.on_slots(&mut env, T0, &mut scratch, grant(100, 7, 3));
-        output(&mut s, &mut env, &rtt, T0);
+        output(&mut s, &mut env, T0);
         let mut at = T0;
         for timeout_ms in [100, 200, 400, 800, 1000, 1000] {
-            let due = s.deadline(&env).unwrap();
+            let due = s.deadline(&env, &rtt).unwrap();
             assert_eq!(due, at + Duration::from_millis(timeout_ms));
             assert_eq!(
                 s.on_timeout(&mut env, due - Duration::from_micros(1), &rtt),
@@ -649,7 +890,7 @@ mod tests {
             );
             assert!(!s.has_output());
             s.on_timeout(&mut env, due, &rtt);
-            let copy = output(&mut s, &mut env, &rtt, due);
+            let copy = output(&mut s, &mut env, due);
             assert_eq!(copy, vec![Rec::Token(100, 7, b"x".to_vec())]);
             at = due;
         }
@@ -667,9 +908,9 @@ mod tests {
         for p in [b"a", b"b", b"c"] {
             submit(&mut s, &mut env, p);
         }
-        output(&mut s, &mut env, &rtt, T0);
+        output(&mut s, &mut env, T0);
         s.on_slots(&mut env, T0, &mut rtt, grant(100, 7, 5));
-        output(&mut s, &mut env, &rtt, T0);
+        output(&mut s, &mut env, T0);
         ack(&mut s, &mut env, &mut rtt, T0, 7, &[(101, 102)]);
         // A stale status (older incarnation) and one for our incarnation change nothing.
         s.on_slots(&mut env, T0, &mut rtt, grant(0, 6, 0));
@@ -682,9 +923,9 @@ mod tests {
         assert_eq!(env.stats.payloads_rebound, 2);
         assert_eq!(s.unacknowledged(), 2);
         let request = Rec::ReqSlots(ReqSlots { start: 105, count: 4, lowest: 105 });
-        assert_eq!(output(&mut s, &mut env, &rtt, T0), vec![request]);
+        assert_eq!(output(&mut s, &mut env, T0), vec![request]);
         s.on_slots(&mut env, T0, &mut rtt, grant(105, 9, 4));
-        let tokens = output(&mut s, &mut env, &rtt, T0);
+        let tokens = output(&mut s, &mut env, T0);
         assert_eq!(
             tokens,
             vec![Rec::Token(105, 9, b"a".to_vec()), Rec::Token(106, 9, b"c".to_vec())]
@@ -699,11 +940,11 @@ mod tests {
         for i in 0..12u8 {
             submit(&mut s, &mut env, &[i]);
         }
-        output(&mut s, &mut env, &rtt, T0);
+        output(&mut s, &mut env, T0);
         s.on_slots(&mut env, T0, &mut rtt, grant(100, 7, 8));
         assert_eq!(s.queued(), 4);
         assert_eq!(s.pending_bytes(), 8);
-        assert_eq!(output(&mut s, &mut env, &rtt, T0).len(), 8);
+        assert_eq!(output(&mut s, &mut env, T0).len(), 8);
         ack(&mut s, &mut env, &mut rtt, T0, 7, &[(100, 102), (103, 104)]);
         assert_eq!(s.unacknowledged(), 9);
         // 7 is gone: the five unacknowledged tokens, then the four queued payloads.
@@ -711,10 +952,10 @@ mod tests {
         assert_eq!(env.stats.payloads_rebound, 5);
         assert_eq!((s.unacknowledged(), s.queued(), s.pending_bytes()), (9, 9, 0));
         let request = Rec::ReqSlots(ReqSlots { start: 110, count: 8, lowest: 110 });
-        assert_eq!(output(&mut s, &mut env, &rtt, T0), vec![request]);
+        assert_eq!(output(&mut s, &mut env, T0), vec![request]);
         s.on_slots(&mut env, T0, &mut rtt, grant(110, 9, 8));
         assert_eq!((s.queued(), s.pending_bytes()), (1, 8));
-        let tokens = output(&mut s, &mut env, &rtt, T0);
+        let tokens = output(&mut s, &mut env, T0);
         let expected: Vec<Rec> = [2u8, 4, 5, 6, 7, 8, 9, 10]
             .iter()
             .zip(110..)
@@ -731,18 +972,18 @@ mod tests {
         let mut rtt = rtt(&env);
         let mut s = SendRecord::new(&env, T0);
         submit(&mut s, &mut env, b"a");
-        output(&mut s, &mut env, &rtt, T0);
+        output(&mut s, &mut env, T0);
         s.on_slots(&mut env, T0, &mut rtt, grant(100, 7, 1));
         // Out of envelopes: the token goes with a request for more.
         let request = Rec::ReqSlots(ReqSlots { start: 101, count: 2, lowest: 100 });
         let token = Rec::Token(100, 7, b"a".to_vec());
-        assert_eq!(output(&mut s, &mut env, &rtt, T0), vec![request, token]);
+        assert_eq!(output(&mut s, &mut env, T0), vec![request, token]);
         submit(&mut s, &mut env, b"b");
-        assert_eq!(output(&mut s, &mut env, &rtt, T0), vec![]);
+        assert_eq!(output(&mut s, &mut env, T0), vec![]);
         // The receiver forgot 7 (safely: "a" was undelivered) and answers under 9.
         s.on_slots(&mut env, T0, &mut rtt, grant(101, 9, 2));
         assert_eq!(s.incarnation(), Some(9));
-        let out = output(&mut s, &mut env, &rtt, T0);
+        let out = output(&mut s, &mut env, T0);
         assert_eq!(
             &out[1..],
             [Rec::Token(101, 9, b"a".to_vec()), Rec::Token(102, 9, b"b".to_vec())]
@@ -755,11 +996,11 @@ mod tests {
         let mut rtt = rtt(&env);
         let mut s = SendRecord::new(&env, T0);
         submit(&mut s, &mut env, b"a");
-        output(&mut s, &mut env, &rtt, T0);
+        output(&mut s, &mut env, T0);
         let mut scratch = self::rtt(&env);
         s.on_slots(&mut env, T0, &mut scratch, grant(100, 7, 3));
-        output(&mut s, &mut env, &rtt, T0);
-        assert_eq!(s.deadline(&env), Some(T0 + Duration::from_millis(100)));
+        output(&mut s, &mut env, T0);
+        assert_eq!(s.deadline(&env, &rtt), Some(T0 + Duration::from_millis(100)));
         ack(&mut s, &mut env, &mut rtt, T0, 7, &[(100, 101)]);
         let idle = T0 + Duration::from_secs(1);
         assert_eq!(
@@ -768,5 +1009,131 @@ mod tests {
         );
         assert_eq!(s.on_timeout(&mut env, idle, &rtt), SendOutcome::Forget { lowest: 103 });
         assert_eq!(env.clock, 103);
+    }
+
+    /// A record with a grant of `n` slots from 100 under incarnation 7, an RTT sample of
+    /// 20 ms, and `n` payloads of 600 bytes submitted (one fits a datagram of 1000 bytes).
+    fn granted(env: &mut Env, rtt: &mut Rtt, n: u8) -> SendRecord {
+        let mut s = SendRecord::new(env, T0);
+        for i in 0..n {
+            submit(&mut s, env, &[i; 600]);
+        }
+        output(&mut s, env, T0);
+        s.on_slots(env, T0 + Duration::from_millis(20), rtt, grant(100, 7, u32::from(n)));
+        s
+    }
+
+    fn tokens(recs: &[Rec]) -> Vec<u64> {
+        recs.iter()
+            .filter_map(|r| match r {
+                Rec::Token(slot, _, _) => Some(*slot),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_token_overtaken_by_three_transmissions_is_sent_again_alone() {
+        let mut env = env(NodeConfig { window: 64, base_slots: 0, ..config() });
+        let mut rtt = rtt(&env);
+        let mut s = granted(&mut env, &mut rtt, 5);
+        let t = T0 + Duration::from_millis(20);
+        // Five transmissions of one token each (datagrams that fit one token).
+        for slot in 100..105 {
+            let sent = written(1000, |w| {
+                s.write(&mut env, t, w);
+            });
+            assert_eq!(tokens(&sent), vec![slot]);
+        }
+        // Slot 100 is lost; 101 arrives (one transmission later: not enough).
+        let t = t + Duration::from_micros(100);
+        ack(&mut s, &mut env, &mut rtt, t, 7, &[(101, 102)]);
+        assert!(!s.has_output());
+        // 102 and 103: transmission 3 acknowledged, three after slot 100's.
+        ack(&mut s, &mut env, &mut rtt, t, 7, &[(101, 104)]);
+        assert_eq!(env.stats.tokens_lost, 1);
+        assert_eq!(tokens(&output(&mut s, &mut env, t)), vec![100]);
+        assert_eq!(env.stats.tokens_retransmitted, 1);
+    }
+
+    #[test]
+    fn reordering_raises_the_packet_threshold_and_undoes_a_spurious_loss() {
+        let mut env = env(NodeConfig { window: 64, base_slots: 0, ..config() });
+        let mut rtt = rtt(&env);
+        let mut s = granted(&mut env, &mut rtt, 10);
+        let t = T0 + Duration::from_millis(20);
+        for _ in 0..10 {
+            written(1000, |w| {
+                s.write(&mut env, t, w);
+            });
+        }
+        let window = s.congestion_window();
+        // 103 arrives before 100..103: 100 is declared lost (3 transmissions behind)...
+        ack(&mut s, &mut env, &mut rtt, t, 7, &[(103, 104)]);
+        assert_eq!(env.stats.tokens_lost, 1);
+        assert!(s.congestion_window() < window);
+        // ... but its ACK comes before it was sent again: only reordered.
+        ack(&mut s, &mut env, &mut rtt, t, 7, &[(100, 104)]);
+        assert_eq!(env.stats.spurious_losses, 1);
+        assert_eq!(s.congestion_window(), window, "the decrease is undone");
+        // The threshold grew past 3, so slot 104 is not declared lost when 109 overtakes it
+        // by five transmissions.
+        ack(&mut s, &mut env, &mut rtt, t, 7, &[(109, 110)]);
+        assert_eq!(env.stats.tokens_lost, 1);
+        let again = written(1000, |w| {
+            s.write(&mut env, t, w);
+        });
+        assert!(tokens(&again).is_empty(), "{again:?}");
+    }
+
+    #[test]
+    fn a_probe_timeout_sends_two_tokens_not_the_whole_flight() {
+        let mut env = env(NodeConfig { window: 64, base_slots: 0, ..config() });
+        let mut rtt = rtt(&env);
+        let mut s = granted(&mut env, &mut rtt, 8);
+        let t = T0 + Duration::from_millis(20);
+        let send_all = |s: &mut SendRecord, env: &mut Env, now: Instant| {
+            let mut sent = Vec::new();
+            while s.has_output() {
+                sent.extend(tokens(&written(1000, |w| {
+                    s.write(env, now, w);
+                })));
+            }
+            sent
+        };
+        assert_eq!(send_all(&mut s, &mut env, t).len(), 8);
+        let pto = s.deadline(&env, &rtt).unwrap();
+        assert_eq!(pto, t + rtt.timeout(1));
+        s.on_timeout(&mut env, pto, &rtt);
+        assert_eq!(send_all(&mut s, &mut env, pto), vec![100, 101]);
+        // Their ACK (listing every delivered slot) finds the rest lost by time.
+        let later = pto + Duration::from_millis(20);
+        ack(&mut s, &mut env, &mut rtt, later, 7, &[(100, 102)]);
+        assert_eq!(send_all(&mut s, &mut env, later), (102..108).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_congestion_window_bounds_bytes_in_flight() {
+        let mut env =
+            env(NodeConfig { window: 1024, base_slots: 0, max_datagram: 1200, ..config() });
+        let mut rtt = rtt(&env);
+        let mut s = SendRecord::new(&env, T0);
+        let payload = [7u8; 984];
+        for _ in 0..20 {
+            submit(&mut s, &mut env, &payload);
+        }
+        output(&mut s, &mut env, T0);
+        s.on_slots(&mut env, T0, &mut rtt, grant(100, 7, 20));
+        // 12,000 bytes of window, 1,000 per token: 12 tokens, then the window is full.
+        let mut sent = 0;
+        while s.has_output() {
+            sent += tokens(&written(1400, |w| {
+                s.write(&mut env, T0, w);
+            }))
+            .len();
+        }
+        assert_eq!(sent, 12);
+        ack(&mut s, &mut env, &mut rtt, T0 + Duration::from_millis(1), 7, &[(100, 104)]);
+        assert!(s.has_output());
     }
 }

@@ -85,7 +85,7 @@ impl SlotBitmap {
     }
 
     /// Sets `slot` if it is in the window and clear; returns whether it did.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn insert(&mut self, slot: u64) -> bool {
         if !self.in_window(slot) {
             return false;

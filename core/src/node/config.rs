@@ -220,6 +220,14 @@ pub struct NodeStats {
     pub incarnations_lost: u64,
     /// Payloads moved back to a queue because their incarnation was gone (never delivered).
     pub payloads_rebound: u64,
+    /// Tokens declared lost by acknowledgements (a later transmission arrived first) and
+    /// queued again.
+    pub tokens_lost: u64,
+    /// Loss declarations found wrong (the token was only reordered): they widen the
+    /// reordering tolerance.
+    pub spurious_losses: u64,
+    /// Probe timeouts: nothing acknowledged for a while, the oldest tokens sent again.
+    pub probe_timeouts: u64,
     /// Idle send records dropped.
     pub send_records_collected: u64,
     /// Receive records dropped.

@@ -97,6 +97,7 @@ impl Node {
             pool: BufPool::new(POOL_BUFFERS, config.max_datagram),
             inbox: Inbox::new(config.max_inbox),
             stats: NodeStats::default(),
+            closing: false,
         };
         Self {
             id,
@@ -413,6 +414,29 @@ impl Node {
                 Self::mark_peer(&mut self.ready, id, peer, now);
             }
         }
+    }
+
+    /// Starts closing the node: acknowledges at once from now on ([`Node::set_ack_delay`]
+    /// to zero), and asks every peer that may still wait for an ACK of ours to confirm it
+    /// got them, probing with backoff until it does or a few probes went unanswered
+    /// ([`Node::receives_settled`]); its own send records report their progress at once. A node
+    /// that stops as soon as its own messages are acknowledged may otherwise leave a peer
+    /// retransmitting into the void because its last ACK was lost.
+    pub fn begin_close(&mut self, now: Instant) {
+        self.set_ack_delay(now, Duration::ZERO);
+        self.env.closing = true;
+        for (id, peer) in self.peers.iter_mut() {
+            peer.begin_settling(now);
+            Self::mark_peer(&mut self.ready, id, peer, now);
+        }
+        self.handle_timeout(now);
+    }
+
+    /// True if no peer may still be waiting for an acknowledgement from this node: every
+    /// payload delivered here was confirmed by its sender (it reported that it no longer
+    /// holds the token). A closing node waits for this, as for [`Node::unacknowledged`].
+    pub fn receives_settled(&self) -> bool {
+        self.peers.values().all(Peer::receive_settled)
     }
 
     /// When [`Node::handle_timeout`] should be called next (`None`: nothing to wait for).

@@ -14,6 +14,10 @@ use crate::wire::{DatagramWriter, Record, ReqSlots, Slots};
 /// Status records an announcement sends at most, until the peer answers.
 const ANNOUNCE_ATTEMPTS: u32 = 16;
 
+/// Settlement probes a closing node sends at most (with backoff from the RTT timeout:
+/// about 64 timeouts in all); a peer that never answers has stopped caring.
+const SETTLE_ATTEMPTS: u32 = 6;
+
 /// How far ahead of our clock a stray grant or status may push it (a sanity bound against
 /// garbage; honest peers never come close).
 const CLOCK_LEAP_LIMIT: u64 = 1 << 40;
@@ -44,6 +48,10 @@ pub(crate) struct Peer {
     status_due: bool,
     /// Announcing our address: (statuses sent so far, when to send the next one).
     announce: Option<(u32, Instant)>,
+    /// Closing: asking the peer to confirm our ACKs (probes sent so far, when the next).
+    settling: Option<(u32, Instant)>,
+    /// Closing: the peer did not answer any settlement probe; stop waiting for it.
+    settle_abandoned: bool,
     /// In the node's ready queue.
     pub(crate) in_ready: bool,
     /// Since when output has been waiting (for the coalescing delay).
@@ -65,6 +73,8 @@ impl Peer {
             gc_reply: None,
             status_due: false,
             announce: None,
+            settling: None,
+            settle_abandoned: false,
             in_ready: false,
             pending_since: None,
         }
@@ -108,6 +118,20 @@ impl Peer {
     /// answers (a few times at most).
     pub(crate) fn announce(&mut self, now: Instant) {
         self.announce = Some((0, now));
+    }
+
+    /// True unless the peer may still wait for an ACK of ours (see [`RecvRecord::settled`]).
+    pub(crate) fn receive_settled(&self) -> bool {
+        self.settle_abandoned || self.recv.as_ref().is_none_or(RecvRecord::settled)
+    }
+
+    /// This node is closing: until the peer confirms every delivery, probe it (a status and
+    /// a full ACK) with backoff, so that an ACK lost now does not leave it retransmitting to
+    /// a node that is gone (TCP's TIME-WAIT, made explicit).
+    pub(crate) fn begin_settling(&mut self, now: Instant) {
+        if !self.receive_settled() {
+            self.settling = Some((0, now));
+        }
     }
 
     /// A valid datagram arrived from the peer, from `from`: it knows where we are, and it is
@@ -216,7 +240,7 @@ impl Peer {
             return;
         }
         if let Some(send) = &mut self.send {
-            send.write(env, now, &self.rtt, w);
+            send.write(env, now, w);
         }
     }
 
@@ -231,8 +255,23 @@ impl Peer {
             self.announce =
                 (sent < ANNOUNCE_ATTEMPTS).then(|| (sent, now + self.rtt.timeout(sent)));
         }
+        if let Some((sent, at)) = self.settling
+            && at <= now
+        {
+            self.settling = match &mut self.recv {
+                Some(recv) if !recv.settled() && sent < SETTLE_ATTEMPTS => {
+                    recv.probe_settlement();
+                    Some((sent + 1, now + self.rtt.timeout(sent + 1)))
+                }
+                Some(recv) if !recv.settled() => {
+                    self.settle_abandoned = true;
+                    None
+                }
+                _ => None,
+            };
+        }
         if let Some(send) = &mut self.send
-            && send.deadline(env).is_some_and(|t| t <= now)
+            && send.deadline(env, &self.rtt).is_some_and(|t| t <= now)
             && let SendOutcome::Forget { lowest } = send.on_timeout(env, now, &self.rtt)
         {
             self.send = None;
@@ -250,12 +289,15 @@ impl Peer {
 
     /// When `on_timeout` (or a delayed flush) is due next.
     pub(crate) fn deadline(&self, env: &Env, coalesce: Duration) -> Option<Instant> {
-        let mut at = self.send.as_ref().and_then(|s| s.deadline(env));
+        let mut at = self.send.as_ref().and_then(|s| s.deadline(env, &self.rtt));
         let mut consider = |t: Instant| at = Some(at.map_or(t, |a| a.min(t)));
         if let Some(recv) = &self.recv {
             consider(recv.deadline(env));
         }
         if let Some((_, next)) = self.announce {
+            consider(next);
+        }
+        if let Some((_, next)) = self.settling {
             consider(next);
         }
         if !coalesce.is_zero()

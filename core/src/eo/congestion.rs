@@ -1,0 +1,154 @@
+//! Congestion control of a send record: how many bytes of tokens may be in flight.
+//!
+//! NewReno's shape (RFC 9002 §7, as quinn-proto's `NewReno`), with CUBIC's gentler decrease
+//! factor (0.7, RFC 9438) because a3m mostly meets random loss (Wi-Fi, a lossy relay) rather
+//! than a queue overflowing:
+//!
+//! * slow start: the window grows by the bytes acknowledged until it reaches `ssthresh`;
+//! * congestion avoidance: it grows by one datagram per window acknowledged;
+//! * one decrease per *recovery period*: losses of tokens sent before the period began (the
+//!   same burst) do not shrink it again;
+//! * persistent congestion (several probe timeouts in a row) drops it to the minimum;
+//! * a recovery found to be spurious (the "lost" token was acknowledged after all: it was
+//!   only reordered) is undone, so reordering costs no goodput.
+//!
+//! The window only grows while the sender uses it: an application-limited sender does not
+//! build up a window it never tested.
+
+/// Decrease factor on a loss event, in tenths.
+const DECREASE_TENTHS: usize = 7;
+
+/// The congestion window of one send record.
+#[derive(Debug, Clone)]
+pub(crate) struct Congestion {
+    window: usize,
+    ssthresh: usize,
+    min: usize,
+    datagram: usize,
+    /// Bytes acknowledged towards the next increase in congestion avoidance.
+    acked: usize,
+    /// Transmissions numbered below this belong to the current recovery period.
+    recovery_until: u64,
+    /// The window before the current recovery period began (to undo a spurious one).
+    before_recovery: Option<(usize, usize)>,
+}
+
+impl Congestion {
+    /// A window of ten datagrams of `datagram` bytes (at least 2 × 1200 bytes).
+    pub(crate) fn new(datagram: usize) -> Self {
+        let datagram = datagram.max(1200);
+        Self {
+            window: 10 * datagram,
+            ssthresh: usize::MAX,
+            min: 2 * datagram,
+            datagram,
+            acked: 0,
+            recovery_until: 0,
+            before_recovery: None,
+        }
+    }
+
+    /// Bytes that may be in flight.
+    #[inline]
+    pub(crate) fn window(&self) -> usize {
+        self.window
+    }
+
+    /// `bytes` of tokens sent in transmission `seq` were acknowledged, with `in_flight` bytes
+    /// (before this ACK) outstanding.
+    pub(crate) fn on_ack(&mut self, seq: u64, bytes: usize, in_flight: usize) {
+        if seq < self.recovery_until {
+            // Acknowledgements of the burst that lost tokens do not grow the window.
+            return;
+        }
+        self.before_recovery = None;
+        // Application-limited: the window was not used, so it was not tested.
+        if in_flight.saturating_add(bytes) < self.window / 2 {
+            return;
+        }
+        if self.window < self.ssthresh {
+            self.window = self.window.saturating_add(bytes);
+        } else {
+            self.acked += bytes;
+            if self.acked >= self.window {
+                self.acked -= self.window;
+                self.window = self.window.saturating_add(self.datagram);
+            }
+        }
+    }
+
+    /// A token sent in transmission `seq` was declared lost; `next_seq` numbers the next
+    /// transmission.
+    pub(crate) fn on_loss(&mut self, seq: u64, next_seq: u64) {
+        if seq < self.recovery_until {
+            return;
+        }
+        self.before_recovery = Some((self.window, self.ssthresh));
+        self.recovery_until = next_seq;
+        self.window = (self.window / 10 * DECREASE_TENTHS).max(self.min);
+        self.ssthresh = self.window;
+        self.acked = 0;
+    }
+
+    /// The loss that began the current recovery period was spurious: restore the window.
+    pub(crate) fn undo(&mut self) {
+        if let Some((window, ssthresh)) = self.before_recovery.take() {
+            self.window = self.window.max(window);
+            self.ssthresh = ssthresh;
+            self.recovery_until = 0;
+        }
+    }
+
+    /// Several probe timeouts in a row: the path may have changed entirely.
+    pub(crate) fn on_persistent_congestion(&mut self, next_seq: u64) {
+        self.before_recovery = None;
+        self.ssthresh = (self.window / 2).max(self.min);
+        self.window = self.min;
+        self.recovery_until = next_seq;
+        self.acked = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_start_then_one_decrease_per_recovery_period() {
+        let mut cc = Congestion::new(1200);
+        assert_eq!(cc.window(), 12_000);
+        cc.on_ack(1, 6000, 12_000);
+        assert_eq!(cc.window(), 18_000);
+        cc.on_loss(2, 10);
+        assert_eq!(cc.window(), 12_600);
+        // Losses of the same burst (sent before transmission 10) change nothing more.
+        cc.on_loss(5, 11);
+        cc.on_ack(9, 1200, 12_600);
+        assert_eq!(cc.window(), 12_600);
+        // Congestion avoidance: one datagram per window acknowledged.
+        for _ in 0..10 {
+            cc.on_ack(10, 1260, 12_600);
+        }
+        assert_eq!(cc.window(), 13_800);
+    }
+
+    #[test]
+    fn an_application_limited_sender_does_not_grow_the_window() {
+        let mut cc = Congestion::new(1200);
+        cc.on_ack(1, 100, 0);
+        assert_eq!(cc.window(), 12_000);
+    }
+
+    #[test]
+    fn spurious_losses_are_undone_and_persistent_congestion_resets() {
+        let mut cc = Congestion::new(1200);
+        cc.on_loss(1, 5);
+        assert_eq!(cc.window(), 8400);
+        cc.undo();
+        assert_eq!(cc.window(), 12_000);
+        cc.on_persistent_congestion(9);
+        assert_eq!(cc.window(), 2400);
+        cc.on_loss(3, 12);
+        assert_eq!(cc.window(), 2400, "never below two datagrams");
+    }
+}
