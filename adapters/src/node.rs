@@ -509,8 +509,9 @@ impl Node {
         let deadline = StdInstant::now() + timeout;
         let mut state = self.shared.state.lock();
         let now = self.shared.now();
-        // From now on acknowledge at once: peers must not wait for ACKs we would never send.
-        state.core.set_ack_delay(now, Duration::ZERO);
+        // From now on acknowledge at once, and make sure peers got our last ACKs: they must
+        // not retransmit to us after we are gone.
+        state.core.begin_close(now);
         for key in state.socket_keys() {
             if !state.layer.is_closing(key) {
                 // Cannot fail: the socket is open.
@@ -518,11 +519,14 @@ impl Node {
             }
         }
         self.shared.settle(&mut state, now);
-        while state.socket_count() > 0 || state.unacknowledged() > 0 {
+        let done = |s: &State| {
+            s.socket_count() == 0 && s.unacknowledged() == 0 && s.core.receives_settled()
+        };
+        while !done(&state) {
             drop(state);
             self.shared.request_flush();
             state = self.shared.state.lock();
-            if state.socket_count() == 0 && state.unacknowledged() == 0 {
+            if done(&state) {
                 break;
             }
             if !wait_until(&self.shared.progress, &mut state, Some(deadline), |s| {
