@@ -25,8 +25,11 @@
 //!
 //! # Why nothing is lost
 //!
-//! The sender retransmits a token until it is acknowledged, with a timeout from its RTT
-//! estimate (module `rtt`), doubled on every retransmission up to `rto_max`. A token whose
+//! The sender retransmits a token until it is acknowledged: at once when acknowledgements show
+//! it lost (a later transmission arrived), or as a probe when nothing is acknowledged for a
+//! probe timeout (from the RTT estimate, doubled per consecutive probe up to `rto_max`); ACKs
+//! repeat every delivered slot, so one that arrives repairs any that were lost. Module `send`
+//! says which rules of QUIC's loss recovery (RFC 9002) it takes and why. A token whose
 //! incarnation is gone can never be acknowledged, so the sender must rebind it to a new slot —
 //! but only if its payload was certainly not delivered. That is the delicate part:
 //!
@@ -74,6 +77,8 @@
 //!   newest grant, and at most `max_queued` payloads waiting for a slot; the receiver's open
 //!   and to-acknowledge slot sets are sliding bitmaps (module `slots`) of twice the window.
 //! * Payload buffers are recycled (module `buffers`): no allocation per message in steady state.
+//! * A congestion window per send record (module `congestion`) bounds the bytes in flight, so a
+//!   lossy path is not flooded with retransmissions.
 
 pub(crate) mod buffers;
 pub(crate) mod congestion;
