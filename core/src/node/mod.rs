@@ -16,7 +16,8 @@
 //! that peer there (mobility). A node that moved calls [`Node::announce`] so that peers it has
 //! nothing to send to learn its new address too. Because a datagram delayed on the old path
 //! can move a peer back to its old address, a peer silent for two retransmission timeouts
-//! gets every other datagram at its previous address. Datagrams that do not parse, name
+//! gets every other datagram at its previous address, until a second datagram from its
+//! current address confirms the move. Datagrams that do not parse, name
 //! another destination, or come from a new peer while the table is full are dropped and
 //! counted in [`NodeStats`]; the peer table never exceeds `max_peers` (entries that hold
 //! nothing worth keeping are evicted for newcomers).

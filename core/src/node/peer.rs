@@ -139,6 +139,12 @@ impl Peer {
     pub(crate) fn heard(&mut self, now: Instant, from: SocketAddr) -> bool {
         self.announce = None;
         self.last_heard = now;
+        if self.addr == Some(from) {
+            // Heard again where we think it is: the move (if any) is confirmed, so a silence
+            // later is loss, not a late datagram that moved it back; stop trying the old
+            // address (every other retransmission into a dead address halves recovery).
+            self.prev_addr = None;
+        }
         self.move_to(from)
     }
 
@@ -159,7 +165,8 @@ impl Peer {
 
     /// Where to send the next datagram. Normally the peer's address; but while the peer has
     /// been silent for two retransmission timeouts, every other datagram goes to its previous
-    /// address: a datagram delayed on the old path may have moved the peer back there.
+    /// address: a datagram delayed on the old path may have moved the peer back there. (Only
+    /// until the move is confirmed, see [`Peer::heard`].)
     pub(crate) fn destination(&mut self, now: Instant) -> Option<SocketAddr> {
         let addr = self.addr?;
         let Some(prev) = self.prev_addr else { return Some(addr) };
