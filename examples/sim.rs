@@ -1,4 +1,5 @@
-//! Runs the deterministic network simulator over many seeds and checks exactly-once delivery.
+//! Runs the deterministic network simulator over many seeds and checks exactly-once delivery
+//! (safety) and completion within a bound derived from the scenario (liveness).
 //!
 //! ```text
 //! cargo run --release --example sim -- --seeds 1000 --messages 1000 --loss 0.3 --dup 0.1 \
@@ -7,11 +8,13 @@
 //!
 //! Each seed is one full run of `--nodes` nodes (default 3) in which every node sends, and
 //! `--messages` is the number of messages PER SEED, shared evenly among the nodes (so the
-//! command above checks 1,000,000 messages). The last line printed is always
-//! `sim seeds=S messages=M delivered=D lost=L duplicated=U` (sums over all seeds); the exit
-//! status is 0 only if every seed delivered every message exactly once (L = U = 0, and no
-//! misrouted or corrupt delivery, node anomaly or unfinished run), 1 otherwise, 2 for bad
-//! arguments.
+//! command above checks 1,000,000 messages). Before it, `sim liveness:` gives the seeds that
+//! missed their completion bound, the virtual goodput (messages per virtual second) and the
+//! completion and recovery (after the faults end) times at p50/p99/max over the seeds. The last
+//! line printed is always `sim seeds=S messages=M delivered=D lost=L duplicated=U` (sums over
+//! all seeds); the exit status is 0 only if every seed delivered every message exactly once
+//! (L = U = 0, and no misrouted or corrupt delivery, node anomaly or unfinished run) and
+//! finished by its bound, 1 otherwise, 2 for bad arguments.
 
 use std::process::ExitCode;
 use std::time::Instant as WallClock;
@@ -21,19 +24,29 @@ use a3m_core::node::{Node, NodeConfig};
 use a3m_examples::{Args, fail};
 use a3m_tests::sim::naive::{NaiveConfig, NaiveNode};
 use a3m_tests::sim::scenario::{format_duration, parse_duration};
-use a3m_tests::sim::{MAX_NODES, RunReport, Scenario, SimNode, Totals, run_seeds};
+use a3m_tests::sim::{MAX_NODES, RunReport, Scenario, SimNode, Simulator, Totals, run_seeds};
 
 const USAGE: &str = "\
 usage: sim [--seeds N] [--seed-start N] [--messages N] [--nodes N] [--loss P] [--dup P]
-           [--reorder P] [--delay D] [--jitter D] [--reorder-delay D] [--partition D] [--move]
-           [--announce] [--time-limit D] [--spread D] [--bursts N] [--payload BYTES]
-           [--senders I,J,..] [--drain-every D] [--node core|naive] [--verbose] [--log]
+           [--burst-loss P] [--burst-len N] [--reorder P] [--delay D] [--jitter D]
+           [--reorder-delay D] [--partition D] [--move] [--announce] [--mover I]
+           [--move-at A..B] [--quiesce] [--time-limit D] [--spread D] [--bursts N]
+           [--payload BYTES] [--senders I,J,..] [--drain-every D] [--node core|naive]
+           [--verbose] [--log]
            node settings (core only): [--window N] [--base-slots N] [--max-queued N]
            [--max-inbox N] [--max-datagram N] [--coalesce D] [--rto-min D] [--rto-max D]
            [--rto-initial D] [--idle-timeout D] [--receive-idle-timeout D] [--ack-delay D]
   --messages is per seed, shared by all nodes; P is a probability in [0, 1]; D is a duration
-  such as 10s, 250ms or 1.5s. --move moves one node mid-run without telling it (like a NAT
-  rebinding); with --announce its runtime notices and the node announces its new address.
+  such as 10s, 250ms or 1.5s. --burst-loss P --burst-len N adds Gilbert-Elliott burst loss:
+  a share P of each path's datagrams is lost in bursts of N datagrams on average. --move
+  moves one node (--mover I, default random) without telling it (like a NAT rebinding): its
+  datagrams come from a new address and those sent to the old one are black-holed; with
+  --announce its runtime notices and the node announces its new address. --move-at A..B
+  (fractions of --spread, default 0.1..0.5) says when; above 1 is after the last submission.
+  --quiesce also requires every node to close every record (the close phase) in the bound.
+  Every run must finish by a completion bound derived from the scenario (tests/src/sim/
+  liveness.rs); --time-limit (default: twice the bound's allowance) is when a run stops.
+  Large datagrams: --max-datagram 65507 with small --payload and large bursts.
   --node core (default) runs a3m_core::node::Node with default NodeConfig; --node naive runs
   the simulator's own reference node. --senders limits which nodes send (default all);
   --drain-every makes the application empty inboxes only that often. --log prints every
@@ -45,6 +58,11 @@ const FLAGS: &[&str] = &[
     "messages",
     "nodes",
     "loss",
+    "burst-loss",
+    "burst-len",
+    "mover",
+    "move-at",
+    "quiesce",
     "dup",
     "reorder",
     "delay",
@@ -164,7 +182,17 @@ fn probability_flag(args: &Args, name: &str) -> f64 {
 }
 
 /// Flags that take no value.
-const SWITCHES: &[&str] = &["move", "announce", "verbose", "log", "help"];
+const SWITCHES: &[&str] = &["move", "announce", "quiesce", "verbose", "log", "help"];
+
+/// Parses `A..B` (fractions of the spread) for --move-at.
+fn move_at_flag(args: &Args, default: (f64, f64)) -> (f64, f64) {
+    let Some(text) = args.get::<String>("move-at") else { return default };
+    let parsed = text.split_once("..").and_then(|(a, b)| {
+        let (a, b) = (a.trim().parse::<f64>().ok()?, b.trim().parse::<f64>().ok()?);
+        (a.is_finite() && b.is_finite() && 0.0 <= a && a <= b).then_some((a, b))
+    });
+    parsed.unwrap_or_else(|| fail(&format!("--move-at {text}: expected A..B with 0 <= A <= B")))
+}
 
 fn parse_options() -> Options {
     // The shared parser would take the word after a switch as its value: refuse that here.
@@ -202,6 +230,8 @@ fn parse_options() -> Options {
         messages: args.get_or("messages", defaults.messages),
         payload_len: args.get_or("payload", defaults.payload_len),
         loss: probability_flag(&args, "loss"),
+        burst_loss: probability_flag(&args, "burst-loss"),
+        burst_len: args.get_or("burst-len", defaults.burst_len),
         duplicate: probability_flag(&args, "dup"),
         reorder: probability_flag(&args, "reorder"),
         delay: duration_flag(&args, "delay", defaults.delay),
@@ -213,17 +243,34 @@ fn parse_options() -> Options {
             parse_duration(&text).unwrap_or_else(|e| fail(&format!("--drain-every: {e}")))
         }),
         move_node: args.has("move"),
+        mover: args.get::<usize>("mover"),
+        move_at: move_at_flag(&args, defaults.move_at),
+        quiesce: args.has("quiesce"),
         log: args.has("log"),
         announce_move: args.has("announce"),
         spread: duration_flag(&args, "spread", defaults.spread),
         bursts: args.get_or("bursts", defaults.bursts),
-        time_limit: duration_flag(&args, "time-limit", defaults.time_limit),
+        time_limit: args.get::<String>("time-limit").map(|text| {
+            parse_duration(&text).unwrap_or_else(|e| fail(&format!("--time-limit: {e}")))
+        }),
     };
     if scenario.loss >= 1.0 {
         fail("--loss 1 loses everything: nothing could ever be delivered");
     }
     if scenario.announce_move && !scenario.move_node {
         fail("--announce needs --move");
+    }
+    if (scenario.mover.is_some() || args.has("move-at")) && !scenario.move_node {
+        fail("--mover and --move-at need --move");
+    }
+    if scenario.mover.is_some_and(|m| m >= nodes) {
+        fail(&format!("--mover must be a node index below {nodes}"));
+    }
+    if scenario.burst_loss >= 1.0 {
+        fail("--burst-loss 1 loses everything: nothing could ever be delivered");
+    }
+    if !(scenario.burst_len >= 1.0 && scenario.burst_len.is_finite()) {
+        fail("--burst-len must be at least 1 (datagrams)");
     }
     if scenario.bursts == 0 {
         fail("--bursts must be at least 1");
@@ -254,7 +301,7 @@ fn reproduce(o: &Options, seed: u64) -> String {
     let mut cmd = format!(
         "cargo run --release --example sim -- --seeds 1 --seed-start {seed} --messages {} \
          --nodes {} --loss {} --dup {} --reorder {} --delay {} --jitter {} --reorder-delay {} \
-         --time-limit {} --spread {} --bursts {} --payload {} --node {}",
+         --spread {} --bursts {} --payload {} --node {}",
         s.messages,
         s.nodes,
         s.loss,
@@ -263,7 +310,6 @@ fn reproduce(o: &Options, seed: u64) -> String {
         format_duration(s.delay),
         format_duration(s.jitter),
         format_duration(s.reorder_delay),
-        format_duration(s.time_limit),
         format_duration(s.spread),
         s.bursts,
         s.payload_len,
@@ -272,11 +318,23 @@ fn reproduce(o: &Options, seed: u64) -> String {
             NodeKind::Naive => "naive",
         },
     );
+    if let Some(t) = s.time_limit {
+        cmd += &format!(" --time-limit {}", format_duration(t));
+    }
+    if s.burst_loss > 0.0 {
+        cmd += &format!(" --burst-loss {} --burst-len {}", s.burst_loss, s.burst_len);
+    }
     if let Some(p) = s.partition {
         cmd += &format!(" --partition {}", format_duration(p));
     }
     if s.move_node {
-        cmd += " --move";
+        cmd += &format!(" --move --move-at {}..{}", s.move_at.0, s.move_at.1);
+        if let Some(m) = s.mover {
+            cmd += &format!(" --mover {m}");
+        }
+    }
+    if s.quiesce {
+        cmd += " --quiesce";
     }
     if s.announce_move {
         cmd += " --announce";
@@ -336,7 +394,15 @@ impl Printer<'_> {
     }
 }
 
-fn campaign<N: SimNode>(o: &Options, make: impl FnMut(usize, NodeId) -> N) -> Totals {
+fn campaign<N: SimNode>(o: &Options, mut make: impl FnMut(usize, NodeId) -> N) -> Totals {
+    // A scenario without a finite completion bound would fail every seed: say why up front.
+    match Simulator::new(o.scenario.config(o.seed_start), &mut make) {
+        Ok(sim) if sim.bound().at.is_none() => {
+            fail(&format!("this scenario has no completion bound: {}", sim.bound().unbounded))
+        }
+        Ok(_) => {}
+        Err(e) => fail(&e.to_string()),
+    }
     let mut printer =
         Printer { options: o, started: WallClock::now(), done: 0, failures: 0, messages: 0 };
     let seeds = o.seed_start..o.seed_start.saturating_add(o.seeds);
@@ -354,14 +420,15 @@ fn main() -> ExitCode {
     let n = &totals.net;
     println!(
         "sim details: {} failed seeds, misrouted={} corrupt={} anomalies={} | datagrams sent={} \
-         lost={} partitioned={} duplicated={} reordered={} unroutable={} | events={} \
-         campaign-trace={:016x} | {:.2}s wall",
+         lost={} burst_lost={} partitioned={} duplicated={} reordered={} unroutable={} | \
+         events={} campaign-trace={:016x} | {:.2}s wall",
         totals.failed_seeds.len(),
         c.misrouted,
         c.corrupt,
         totals.anomalies,
         n.sent,
         n.lost,
+        n.burst_lost,
         n.partitioned,
         n.duplicated,
         n.reordered,
@@ -370,6 +437,36 @@ fn main() -> ExitCode {
         totals.trace_hash,
         started.elapsed().as_secs_f64(),
     );
+    let secs = |d: std::time::Duration| d.as_secs_f64();
+    let bound = |us: u64| {
+        if us == u64::MAX { "none".to_string() } else { format!("{:.1}s", us as f64 / 1e6) }
+    };
+    let stalled: Vec<String> = totals.stalled_seeds.iter().take(20).map(u64::to_string).collect();
+    println!(
+        "sim liveness: stalled={} [{}] goodput={:.1} msg/s completion p50={:.3}s p99={:.3}s \
+         max={:.3}s | after faults p50={:.3}s p99={:.3}s max={:.3}s | bound {}..{}, worst use \
+         {:.0}% of allowance",
+        totals.stalled_seeds.len(),
+        stalled.join(","),
+        totals.goodput(),
+        secs(totals.completion(0.5)),
+        secs(totals.completion(0.99)),
+        secs(totals.completion(1.0)),
+        secs(totals.recovery(0.5)),
+        secs(totals.recovery(0.99)),
+        secs(totals.recovery(1.0)),
+        bound(totals.bound_us.0),
+        bound(totals.bound_us.1),
+        totals.worst_bound_use_ppm.min(u64::MAX / 2) as f64 / 1e4,
+    );
+    if !totals.close_us.is_empty() {
+        println!(
+            "sim close phase: every record closed, after faults p50={:.3}s p99={:.3}s max={:.3}s",
+            secs(totals.close(0.5)),
+            secs(totals.close(0.99)),
+            secs(totals.close(1.0)),
+        );
+    }
     println!(
         "sim seeds={} messages={} delivered={} lost={} duplicated={}",
         totals.seeds, c.planned, c.delivered, c.lost, c.duplicated

@@ -1,14 +1,17 @@
 //! The simulator's checker and fault injection can fail: fed bad delivery records directly, or
 //! driving nodes that are deliberately not exactly-once, the reports say so.
 
+use core::net::SocketAddr;
 use core::time::Duration;
+
+use a3m_core::id::NodeId;
 
 use a3m_core::time::Instant;
 use a3m_tests::sim::checker::{MessageTag, PAYLOAD_HEADER_LEN, encode_payload};
 use a3m_tests::sim::naive::{NaiveConfig, NaiveNode};
 use a3m_tests::sim::{
-    ExactlyOnceChecker, Partition, PathConditions, Scenario, SimConfig, Simulator, Verdict,
-    node_id, run_seeds,
+    ExactlyOnceChecker, LivenessHints, Partition, PathConditions, Scenario, SimConfig, SimNode,
+    Simulator, SubmitError, Verdict, node_id, run_seeds,
 };
 
 fn payload(sender: u32, seq: u32, dest: u32) -> Vec<u8> {
@@ -86,7 +89,7 @@ fn simulator_catches_a_node_that_duplicates() {
 #[test]
 fn simulator_catches_a_node_that_loses() {
     let fire_and_forget = NaiveConfig { retransmit: false, ..NaiveConfig::default() };
-    let scenario = Scenario { time_limit: Duration::from_secs(60), ..faulty() };
+    let scenario = Scenario { time_limit: Some(Duration::from_secs(60)), ..faulty() };
     let totals = run_seeds(&scenario, 0..5, |_, id| NaiveNode::new(id, fire_and_forget), |_| {});
     assert!(totals.check.lost > 0, "{totals:?}");
     assert_eq!(totals.failed_seeds.len(), 5);
@@ -116,7 +119,7 @@ fn a_partition_cuts_the_groups_for_its_whole_window() {
             end: Instant::from_micros(1_000_000_000),
             side_a: 0b01,
         }],
-        time_limit: Instant::from_micros(100_000_000),
+        time_limit: Some(Instant::from_micros(100_000_000)),
         ..SimConfig::default()
     };
     let mut sim =
@@ -134,7 +137,7 @@ fn a_lossy_path_override_applies_to_that_direction_only() {
     let config = SimConfig {
         nodes: 2,
         path_overrides: vec![(0, 1, PathConditions { loss: 1.0, ..PathConditions::default() })],
-        time_limit: Instant::from_micros(60_000_000),
+        time_limit: Some(Instant::from_micros(60_000_000)),
         ..SimConfig::default()
     };
     let mut sim =
@@ -146,4 +149,76 @@ fn a_lossy_path_override_applies_to_that_direction_only() {
     assert!(r.check.delivered > 0, "{r}");
     assert!(missing.iter().all(|&(sender, _)| sender == 0), "{missing:?}");
     assert_eq!(missing.len() as u64 + r.check.delivered, r.check.accepted, "{r}");
+}
+
+#[test]
+fn simulator_reports_a_node_that_gives_up_as_deadlocked() {
+    // Sent once and never again: once the last datagram lands nothing is scheduled, and the
+    // run ends there as deadlocked, not at the time limit.
+    let fire_and_forget = NaiveConfig { retransmit: false, ..NaiveConfig::default() };
+    let config = faulty().config(3);
+    let mut sim = Simulator::new(config, |_, id| NaiveNode::new(id, fire_and_forget)).unwrap();
+    let r = sim.run();
+    assert!(!r.ok() && !r.live() && !r.completed && r.deadlocked, "{r}");
+    let why = r.liveness_failure().unwrap();
+    assert!(why.starts_with("stalled: ") && why.contains("deadlocked"), "{why}");
+    assert!(r.end_time < r.bound.at.unwrap(), "{r}");
+}
+
+/// A naive node that claims to retransmit within 1 ms but waits its full (long) RTO.
+struct Sluggish(NaiveNode);
+
+impl SimNode for Sluggish {
+    fn max_datagram(&self) -> usize {
+        self.0.max_datagram()
+    }
+    fn max_payload(&self) -> usize {
+        self.0.max_payload()
+    }
+    fn set_peer_addr(&mut self, peer: &NodeId, addr: SocketAddr) -> Result<(), String> {
+        self.0.set_peer_addr(peer, addr)
+    }
+    fn submit(&mut self, now: Instant, to: &NodeId, payload: &[u8]) -> Result<(), SubmitError> {
+        self.0.submit(now, to, payload)
+    }
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.0.handle_datagram(now, from, bytes);
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        self.0.handle_timeout(now);
+    }
+    fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
+        self.0.poll_transmit(now, buf)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.0.poll_timeout()
+    }
+    fn poll_delivery(&mut self, out: &mut [u8]) -> Result<Option<(NodeId, usize)>, String> {
+        self.0.poll_delivery(out)
+    }
+    fn unacknowledged(&self) -> usize {
+        self.0.unacknowledged()
+    }
+    fn liveness_hints(&self) -> LivenessHints {
+        LivenessHints { retransmit_max: Duration::from_millis(1), ..self.0.liveness_hints() }
+    }
+}
+
+#[test]
+fn simulator_reports_a_node_that_finishes_after_its_bound_as_late() {
+    let slow = NaiveConfig { rto: Duration::from_secs(20), ..NaiveConfig::default() };
+    let scenario = Scenario {
+        partition: None,
+        move_node: false,
+        time_limit: Some(Duration::from_secs(600)),
+        ..faulty()
+    };
+    let mut sim =
+        Simulator::new(scenario.config(1), |_, id| Sluggish(NaiveNode::new(id, slow))).unwrap();
+    let r = sim.run();
+    // Safe, complete, but late: not ok.
+    assert!(r.completed && r.check.exactly_once() && !r.live() && !r.ok(), "{r}");
+    let why = r.liveness_failure().unwrap();
+    assert!(why.starts_with("late: complete at virtual "), "{why}");
+    assert!(r.complete_at.unwrap() > r.bound.at.unwrap());
 }

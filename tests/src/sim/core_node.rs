@@ -1,13 +1,19 @@
 //! The real node, [`a3m_core::node::Node`], as a [`SimNode`].
 
 use core::net::SocketAddr;
+use core::time::Duration;
 
 use a3m_core::id::NodeId;
 use a3m_core::node::{Node, NodeError};
 use a3m_core::time::Instant;
 use a3m_core::wire::{Record, decode_datagram};
 
-use super::endpoint::{SimNode, SubmitError};
+use super::endpoint::{LivenessHints, SimNode, SubmitError};
+use super::network::MAX_NODES;
+
+/// The receiver's probe interval ceiling in multiples of `idle_timeout` (`MAX_PROBE_BACKOFF`
+/// in `a3m_core::eo::recv`, which is private).
+const PROBE_BACKOFF_CEILING: u32 = 16;
 
 impl SimNode for Node {
     fn max_datagram(&self) -> usize {
@@ -55,6 +61,64 @@ impl SimNode for Node {
 
     fn unacknowledged(&self) -> usize {
         Node::unacknowledged(self)
+    }
+
+    fn open_records(&self) -> usize {
+        self.send_records() + self.receive_records()
+    }
+
+    fn liveness_hints(&self) -> LivenessHints {
+        let c = self.config();
+        LivenessHints {
+            retransmit_max: c.rto_max,
+            window: u64::from(c.window),
+            inbox: c.max_inbox as u64,
+            silent_max: Some(c.idle_timeout * PROBE_BACKOFF_CEILING),
+            close_after: c.idle_timeout,
+        }
+    }
+
+    fn describe_state(&self) -> String {
+        let s = self.stats();
+        let mut text = format!(
+            "{}: send_records={} receive_records={} next_deadline={}",
+            self.id(),
+            self.send_records(),
+            self.receive_records(),
+            self.poll_timeout()
+                .map_or("none".into(), |t| format!("{:.3}s", t.as_micros() as f64 / 1e6)),
+        );
+        for i in 0..MAX_NODES {
+            let peer = super::node_id(i);
+            let Some(addr) = self.peer_addr(&peer) else { continue };
+            let rtt = self.peer_rtt(&peer).unwrap_or(Duration::ZERO);
+            text += &format!(
+                " | to {peer}@{addr} unacked={} srtt={:.1}ms",
+                self.unacknowledged_to(&peer),
+                rtt.as_secs_f64() * 1e3
+            );
+        }
+        text += &format!(
+            " | tokens sent={} retx={} acked={} dup_recv={} delivered={} acks_sent={} \
+             reqslots={} granted={} slots_recv={} window_full={} status_sent={} \
+             incarnations_lost={} rebound={} addr_changes={} inbox_full={}",
+            s.tokens_sent,
+            s.tokens_retransmitted,
+            s.tokens_acked,
+            s.duplicates,
+            s.payloads_delivered,
+            s.acks_sent,
+            s.reqslots_sent,
+            s.slots_granted,
+            s.slots_received,
+            s.window_full,
+            s.status_sent,
+            s.incarnations_lost,
+            s.payloads_rebound,
+            s.address_changes,
+            s.inbox_full_deferrals,
+        );
+        text
     }
 
     fn address_changed(&mut self, now: Instant) {

@@ -3,6 +3,7 @@
 
 use core::fmt;
 use core::net::SocketAddr;
+use core::time::Duration;
 
 use a3m_core::id::NodeId;
 use a3m_core::time::Instant;
@@ -49,6 +50,22 @@ pub trait SimNode {
     fn poll_delivery(&mut self, out: &mut [u8]) -> Result<Option<(NodeId, usize)>, String>;
     /// Payloads accepted by submit and not yet acknowledged by their receiver.
     fn unacknowledged(&self) -> usize;
+    /// Protocol records the node still keeps for its peers (for the core node: send and
+    /// receive records). A run with [`super::SimConfig::quiesce`] finishes only once every
+    /// node is down to zero: every close was acknowledged. The default is 0.
+    fn open_records(&self) -> usize {
+        0
+    }
+    /// The timers and limits the completion bound may assume of this node (see
+    /// [`super::liveness`]).
+    fn liveness_hints(&self) -> LivenessHints {
+        LivenessHints::default()
+    }
+    /// A one-line summary of what the node is waiting for (records, unacknowledged payloads per
+    /// peer, counters), printed for runs that fail. The default is empty.
+    fn describe_state(&self) -> String {
+        String::new()
+    }
     /// The node's own address just changed and its runtime noticed (only called for
     /// [`super::AddressChange`]s with `announce` set; a NAT rebinding goes unnoticed). The
     /// default does nothing.
@@ -59,5 +76,38 @@ pub trait SimNode {
     /// event log. The default gives its length only.
     fn describe_datagram(&self, bytes: &[u8]) -> String {
         format!("{} bytes", bytes.len())
+    }
+}
+
+/// What a node tells the simulator about its timers and limits, so that the completion bound
+/// (module [`super::liveness`]) follows the node's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LivenessHints {
+    /// Longest the node waits before it retransmits something unacknowledged (its RTO
+    /// ceiling): one round of recovery takes at most this plus a round trip.
+    pub retransmit_max: Duration,
+    /// Most messages in flight to one peer (the sender's window).
+    pub window: u64,
+    /// Most delivered messages the node holds for the application.
+    pub inbox: u64,
+    /// Longest the node stays silent toward a peer it still holds a record for while that
+    /// peer is silent too (for the core node: the receiver's probe interval ceiling); `None`
+    /// if it never speaks first. Bounds how long a lost close takes to be repaired.
+    pub silent_max: Option<Duration>,
+    /// Idle time after which the node closes a record whose work is done (for the core node:
+    /// `idle_timeout`, after which a send record reports its last slot and is dropped).
+    pub close_after: Duration,
+}
+
+impl Default for LivenessHints {
+    /// A 1 s retransmission ceiling, no window or inbox limit, never speaks first, closes at once.
+    fn default() -> Self {
+        LivenessHints {
+            retransmit_max: Duration::from_secs(1),
+            window: u64::MAX,
+            inbox: u64::MAX,
+            silent_max: None,
+            close_after: Duration::ZERO,
+        }
     }
 }

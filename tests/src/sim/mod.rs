@@ -7,7 +7,8 @@
 //! `handle_timeout`, `poll_transmit`, `poll_timeout`) plus `submit` and `poll_delivery`; an
 //! [`ExactlyOnceChecker`] records every delivery and reports what was lost or duplicated.
 //!
-//! Faults: per-path loss, duplication, reordering, delay and jitter ([`PathConditions`]),
+//! Faults: per-path loss, Gilbert-Elliott burst loss, duplication, reordering, delay and
+//! jitter ([`PathConditions`]),
 //! partitions between two groups of nodes ([`Partition`]), and nodes changing address
 //! ([`AddressChange`]: datagrams to the old address are lost from then on; the node's own
 //! datagrams carry the new source address, so peers learn it by the mobility rule; a node
@@ -15,6 +16,13 @@
 //! why [`Scenario`] moves a node early enough that it still sends to everyone afterwards).
 //! A slow application can be modelled with [`SimConfig::drain_interval`], and
 //! [`SimConfig::log`] prints every event, for studying one seed.
+//!
+//! Every run is checked for safety (the checker) and for liveness: it must finish, i.e.
+//! deliver everything and have everything acknowledged (and with [`SimConfig::quiesce`] every
+//! record closed), by a completion bound derived from the scenario (module [`liveness`]).
+//! The simulator keeps running past the bound (to [`SimConfig::time_limit`]) so a late run
+//! says how late it is, and a run whose nodes stop arming timers before finishing is reported
+//! as deadlocked rather than ended early.
 //!
 //! ```text
 //! let config = Scenario { loss: 0.3, ..Scenario::default() }.config(seed);
@@ -26,6 +34,7 @@ pub mod campaign;
 pub mod checker;
 mod core_node;
 pub mod endpoint;
+pub mod liveness;
 pub mod naive;
 pub mod network;
 pub mod rng;
@@ -43,7 +52,8 @@ use a3m_core::time::Instant;
 
 pub use campaign::{Totals, run_seeds};
 pub use checker::{CheckReport, ExactlyOnceChecker, MessageTag, Verdict};
-pub use endpoint::{SimNode, SubmitError};
+pub use endpoint::{LivenessHints, SimNode, SubmitError};
+pub use liveness::Bound;
 pub use network::{AddressChange, MAX_NODES, Partition, PathConditions, node_addr};
 pub use rng::Rng;
 pub use scenario::Scenario;
@@ -70,8 +80,14 @@ pub struct SimConfig {
     pub address_changes: Vec<AddressChange>,
     /// What the nodes send.
     pub workload: Workload,
-    /// The run stops at this virtual time even if messages are missing.
-    pub time_limit: Instant,
+    /// The run stops at this virtual time even if messages are missing. `None`: when twice
+    /// the completion bound's allowance has passed after the faults end (so a late run shows
+    /// how late it is), but at most an hour of virtual time past the bound.
+    pub time_limit: Option<Instant>,
+    /// Also require every node to close every protocol record
+    /// ([`SimNode::open_records`] = 0) before the run counts as finished: the close phase
+    /// must complete within the bound too.
+    pub quiesce: bool,
     /// Also hash every datagram's bytes into the trace (slower; for determinism tests).
     pub hash_datagrams: bool,
     /// `None`: the application takes deliveries as soon as a node has them. `Some(d)`: a slow
@@ -82,7 +98,7 @@ pub struct SimConfig {
 }
 
 impl Default for SimConfig {
-    /// Three nodes on perfect 10 ms paths, the default workload, a 600 s limit.
+    /// Three nodes on perfect 10 ms paths, the default workload, the limit from the bound.
     fn default() -> Self {
         SimConfig {
             seed: 0,
@@ -92,7 +108,8 @@ impl Default for SimConfig {
             partitions: Vec::new(),
             address_changes: Vec::new(),
             workload: Workload::default(),
-            time_limit: Instant::from_micros(600_000_000),
+            time_limit: None,
+            quiesce: false,
             hash_datagrams: false,
             drain_interval: None,
             log: false,
@@ -119,6 +136,8 @@ pub struct NetStats {
     pub sent: u64,
     /// Datagrams lost at random.
     pub lost: u64,
+    /// Datagrams lost in a burst (the burst model's bad state).
+    pub burst_lost: u64,
     /// Datagrams dropped by a partition (at sending or at arrival).
     pub partitioned: u64,
     /// Extra copies made by duplication.
@@ -136,6 +155,7 @@ impl NetStats {
     pub fn add(&mut self, o: &NetStats) {
         self.sent += o.sent;
         self.lost += o.lost;
+        self.burst_lost += o.burst_lost;
         self.partitioned += o.partitioned;
         self.duplicated += o.duplicated;
         self.reordered += o.reordered;
@@ -156,11 +176,20 @@ pub struct RunReport {
     pub seed: u64,
     /// What the exactly-once checker found.
     pub check: CheckReport,
-    /// True if every message was delivered and acknowledged and the network drained before the
-    /// time limit.
+    /// True if the run finished (see [`liveness`]) before the time limit.
     pub completed: bool,
-    /// Virtual time when the run stopped.
+    /// Virtual time when the run stopped: when it finished, if it did.
     pub end_time: Instant,
+    /// The completion bound: the run is live only if it was complete by `bound.at` (and with
+    /// quiesce closed by `bound.close_at`).
+    pub bound: Bound,
+    /// When every message had been delivered and acknowledged, if that happened.
+    pub complete_at: Option<Instant>,
+    /// With quiesce: when every record had been closed too, if that happened.
+    pub closed_at: Option<Instant>,
+    /// True if the run stopped because no node had a timer armed and nothing was in flight,
+    /// with messages still missing or unacknowledged (nothing could ever happen again).
+    pub deadlocked: bool,
     /// Datagram counters.
     pub net: NetStats,
     /// Events processed.
@@ -171,6 +200,8 @@ pub struct RunReport {
     pub backpressure: u64,
     /// Payloads still unacknowledged, summed over nodes, when the run stopped.
     pub unacknowledged: u64,
+    /// Protocol records still open, summed over nodes, when the run stopped.
+    pub open_records: u64,
     /// Number of anomalies: node misbehaviour outside the checker's counts (submit rejected,
     /// delivery errors, deadlines that never advance, oversize datagrams).
     pub anomalies: u64,
@@ -180,12 +211,66 @@ pub struct RunReport {
     pub missing: Vec<(usize, u32)>,
     /// Hash of everything that happened, in order: equal for equal runs.
     pub trace_hash: u64,
+    /// For a run that is not live: every node's [`SimNode::describe_state`] when it stopped.
+    pub node_states: Vec<String>,
 }
 
 impl RunReport {
-    /// True if the run completed with every message delivered exactly once and no anomaly.
+    /// True if the run completed by its bound with every message delivered exactly once and
+    /// no anomaly.
     pub fn ok(&self) -> bool {
-        self.completed && self.check.exactly_once() && self.anomalies == 0
+        self.live() && self.check.exactly_once() && self.anomalies == 0
+    }
+
+    /// True if the run finished, was complete by its bound and, with quiesce, closed by its
+    /// close bound.
+    pub fn live(&self) -> bool {
+        let by =
+            |t: Option<Instant>, bound: Option<Instant>| t.zip(bound).is_some_and(|(t, b)| t <= b);
+        self.completed
+            && by(self.complete_at, self.bound.at)
+            && (self.bound.close_at.is_none() || by(self.closed_at, self.bound.close_at))
+    }
+
+    /// When the run was complete (every message delivered and acknowledged), or when it
+    /// stopped if it never was.
+    pub fn completion(&self) -> Instant {
+        self.complete_at.unwrap_or(self.end_time)
+    }
+
+    /// Virtual time from the end of the faults to [`RunReport::completion`].
+    pub fn recovery(&self) -> core::time::Duration {
+        self.completion().saturating_since(self.bound.fault_end)
+    }
+
+    /// Why the run is not live, if it is not: `stalled: N of M delivered ... at virtual T,
+    /// bound B`, or `late: finished at T, bound B`.
+    pub fn liveness_failure(&self) -> Option<String> {
+        if self.live() {
+            return None;
+        }
+        let t = self.end_time.as_micros() as f64 / 1e6;
+        let bound = &self.bound;
+        let secs = |t: Instant| t.as_micros() as f64 / 1e6;
+        if self.completed {
+            let complete = self.complete_at.map_or(t, secs);
+            let closed =
+                self.closed_at.map_or(String::new(), |c| format!(", closed {:.3}s", secs(c)));
+            return Some(format!(
+                "late: complete at virtual {complete:.3}s{closed}, bound {bound}"
+            ));
+        }
+        let c = &self.check;
+        let why = if self.deadlocked {
+            "deadlocked (no timer armed, nothing in flight)"
+        } else {
+            "stopped at the time limit"
+        };
+        Some(format!(
+            "stalled: {} of {} delivered, {} unacknowledged, {} records open at virtual {t:.3}s, \
+             bound {bound}; {why}",
+            c.delivered, c.planned, self.unacknowledged, self.open_records
+        ))
     }
 }
 
@@ -195,13 +280,15 @@ impl fmt::Display for RunReport {
         let n = &self.net;
         write!(
             f,
-            "seed={} completed={} end={:.3}s planned={} accepted={} delivered={} lost={} \
-             duplicated={} misrouted={} corrupt={} unacked={} anomalies={} | datagrams sent={} \
-             lost={} partitioned={} dup={} reordered={} unroutable={} arrived={} | events={} \
-             timeouts={} backpressure={} trace={:016x}",
+            "seed={} completed={} end={:.3}s bound={} planned={} accepted={} delivered={} \
+             lost={} duplicated={} misrouted={} corrupt={} unacked={} open_records={} \
+             anomalies={} | datagrams sent={} lost={} burst_lost={} partitioned={} dup={} \
+             reordered={} unroutable={} arrived={} | events={} timeouts={} backpressure={} \
+             trace={:016x}",
             self.seed,
             self.completed,
             self.end_time.as_micros() as f64 / 1e6,
+            self.bound.at.map_or("none".into(), |b| format!("{:.3}s", b.as_micros() as f64 / 1e6)),
             c.planned,
             c.accepted,
             c.delivered,
@@ -210,9 +297,11 @@ impl fmt::Display for RunReport {
             c.misrouted,
             c.corrupt,
             self.unacknowledged,
+            self.open_records,
             self.anomalies,
             n.sent,
             n.lost,
+            n.burst_lost,
             n.partitioned,
             n.duplicated,
             n.reordered,
@@ -229,9 +318,48 @@ impl fmt::Display for RunReport {
         for a in &self.anomaly_texts {
             write!(f, "\n  anomaly: {a}")?;
         }
+        if let Some(why) = self.liveness_failure() {
+            write!(f, "\n  {why}")?;
+        }
+        for s in &self.node_states {
+            write!(f, "\n  node {s}")?;
+        }
         Ok(())
     }
 }
+
+/// What the network did with a datagram when it was sent (see [`Simulator::set_tap`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendFate {
+    /// On its way (it may still be dropped on arrival by a partition or a move).
+    InFlight,
+    /// Lost at random.
+    Lost,
+    /// Lost in a burst.
+    BurstLost,
+    /// Dropped by a partition.
+    Partitioned,
+    /// No node has the destination address.
+    Unroutable,
+}
+
+/// One datagram as a node sent it, shown to a tap.
+#[derive(Debug, Clone, Copy)]
+pub struct Sent<'a> {
+    /// When it was sent.
+    pub at: Instant,
+    /// The sending node.
+    pub from: usize,
+    /// The node that has the destination address, if any.
+    pub to: Option<usize>,
+    /// Its bytes.
+    pub bytes: &'a [u8],
+    /// What the network did with it.
+    pub fate: SendFate,
+}
+
+/// A callback that sees every datagram sent.
+type Tap = Box<dyn FnMut(&Sent<'_>)>;
 
 /// The name of node `index`: `n{index}`.
 pub fn node_id(index: usize) -> NodeId {
@@ -329,6 +457,10 @@ pub struct Simulator<N> {
     payload_len: usize,
     address_changes: Vec<AddressChange>,
     time_limit: Instant,
+    bound: Bound,
+    quiesce: bool,
+    deadlocked: bool,
+    tap: Option<Tap>,
     hash_datagrams: bool,
     /// Microseconds between inbox drains (0: drain on every service).
     drain_every_us: u64,
@@ -352,6 +484,9 @@ pub struct Simulator<N> {
     /// Once everything is delivered and acknowledged: when the last datagram in flight must
     /// have landed, to catch late duplicates.
     settle_until: Option<u64>,
+    /// When everything was first delivered and acknowledged, and (with quiesce) closed.
+    complete_at: Option<Instant>,
+    closed_at: Option<Instant>,
 
     checker: ExactlyOnceChecker,
     net: NetStats,
@@ -416,6 +551,21 @@ impl<N: SimNode> Simulator<N> {
         }
         let max_payload = nodes.iter().map(SimNode::max_payload).max().unwrap_or(0);
 
+        let hints = liveness::combine(nodes.iter().map(SimNode::liveness_hints));
+        let max_transit = config
+            .path_overrides
+            .iter()
+            .map(|o| o.2.max_transit())
+            .fold(config.paths.max_transit(), core::cmp::Ord::max);
+        let bound = liveness::bound(&config, &plan, &hints, max_transit);
+        let time_limit = config.time_limit.unwrap_or_else(|| {
+            // Twice the allowance, but at most an hour past the bound.
+            let hour = Duration::from_secs(3600);
+            match bound.close_at.or(bound.at) {
+                Some(last) => last + (last - bound.fault_end).min(hour),
+                None => bound.fault_end + hour,
+            }
+        });
         let mut address_changes = config.address_changes;
         address_changes.sort_by_key(|c| c.at);
         let network = Network::new(n, &config.paths, &config.path_overrides, config.partitions);
@@ -429,7 +579,11 @@ impl<N: SimNode> Simulator<N> {
             plan,
             payload_len,
             address_changes,
-            time_limit: config.time_limit,
+            time_limit,
+            bound,
+            quiesce: config.quiesce,
+            deadlocked: false,
+            tap: None,
             hash_datagrams: config.hash_datagrams,
             log: config.log,
             drain_every_us: config
@@ -448,6 +602,8 @@ impl<N: SimNode> Simulator<N> {
             payload: vec![0; payload_len],
             delivery: vec![0; max_payload],
             settle_until: None,
+            complete_at: None,
+            closed_at: None,
             checker,
             net: NetStats::default(),
             events: 0,
@@ -479,14 +635,33 @@ impl<N: SimNode> Simulator<N> {
         &self.checker
     }
 
-    /// Runs until every message is delivered and acknowledged and the network has drained, or
-    /// until the time limit, and reports. Call it once per simulator.
+    /// The completion bound of this run.
+    pub fn bound(&self) -> Bound {
+        self.bound
+    }
+
+    /// Calls `tap` with every datagram a node sends, and what the network does with it at
+    /// that moment (for tests that look at which records are lost when).
+    pub fn set_tap(&mut self, tap: impl FnMut(&Sent<'_>) + 'static) {
+        self.tap = Some(Box::new(tap));
+    }
+
+    /// Runs until the run finishes (every message delivered and acknowledged, with `quiesce`
+    /// every record closed, and the network drained), or until the time limit, and reports.
+    /// It does not stop at the completion bound: a late run goes on to tell how late it is.
+    /// Call it once per simulator.
     pub fn run(&mut self) -> RunReport {
         for i in 0..self.nodes.len() {
             self.service(i);
         }
         let mut completed = false;
-        while let Some(next) = self.queue.pop() {
+        loop {
+            let Some(next) = self.queue.pop() else {
+                // Nothing scheduled: no timer, no datagram, no burst. Unless finished, the run
+                // can never make progress again.
+                self.deadlocked = true;
+                break;
+            };
             if next.at > self.time_limit.as_micros() {
                 self.now = self.time_limit;
                 break;
@@ -508,25 +683,36 @@ impl<N: SimNode> Simulator<N> {
     }
 
     fn report(&self, completed: bool) -> RunReport {
-        RunReport {
+        let mut report = RunReport {
             seed: self.seed,
             check: self.checker.report(),
             completed,
             end_time: self.now,
+            bound: self.bound,
+            complete_at: self.complete_at,
+            closed_at: self.closed_at,
+            deadlocked: self.deadlocked && !completed,
             net: self.net,
             events: self.events,
             timeouts: self.timeouts,
             backpressure: self.backpressure,
             unacknowledged: self.nodes.iter().map(|n| n.unacknowledged() as u64).sum(),
+            open_records: self.nodes.iter().map(|n| n.open_records() as u64).sum(),
             anomalies: self.anomalies,
             anomaly_texts: self.anomaly_texts.clone(),
             missing: self.checker.missing(8),
             trace_hash: self.trace,
+            node_states: Vec::new(),
+        };
+        if !report.live() {
+            report.node_states = self.nodes.iter().map(SimNode::describe_state).collect();
         }
+        report
     }
 
-    /// True when the run can stop: all delivered, all acknowledged, and every datagram that was
-    /// in flight at that moment has landed (so a late duplicate would have been seen).
+    /// True when the run can stop: all delivered, all acknowledged, with `quiesce` all records
+    /// closed, and every datagram that was in flight at that moment has landed (so a late
+    /// duplicate would have been seen).
     fn finished(&mut self) -> bool {
         if !self.checker.all_delivered() {
             return false;
@@ -534,6 +720,13 @@ impl<N: SimNode> Simulator<N> {
         if self.settle_until.is_none() {
             if self.nodes.iter().any(|n| n.unacknowledged() != 0) {
                 return false;
+            }
+            self.complete_at.get_or_insert(self.now);
+            if self.quiesce {
+                if self.nodes.iter().any(|n| n.open_records() != 0) {
+                    return false;
+                }
+                self.closed_at = Some(self.now);
             }
             self.settle_until = Some(self.now.as_micros() + self.network.max_transit_us());
         }
@@ -765,11 +958,28 @@ impl<N: SimNode> Simulator<N> {
             if self.log {
                 self.say("  nobody has that address: lost");
             }
+            self.tap(from, None, buf, len, SendFate::Unroutable);
             self.net.unroutable += 1;
             self.pool.put(buf);
             return;
         };
-        let (first, copy, reordered) = match self.network.fate(&mut self.rng, from, to, self.now) {
+        let fate = self.network.fate(&mut self.rng, from, to, self.now);
+        let seen = match fate {
+            Fate::Lost => SendFate::Lost,
+            Fate::BurstLost => SendFate::BurstLost,
+            Fate::Partitioned => SendFate::Partitioned,
+            Fate::Arrives { .. } => SendFate::InFlight,
+        };
+        self.tap(from, Some(to), buf, len, seen);
+        let (first, copy, reordered) = match fate {
+            Fate::BurstLost => {
+                if self.log {
+                    self.say("  lost in a burst");
+                }
+                self.net.burst_lost += 1;
+                self.pool.put(buf);
+                return;
+            }
             Fate::Lost => {
                 if self.log {
                     self.say("  lost");
@@ -813,6 +1023,13 @@ impl<N: SimNode> Simulator<N> {
         }
         self.in_flight += 1;
         self.schedule(now + first, Event::Arrive { from, src, dst, buf, len: len32 });
+    }
+
+    fn tap(&mut self, from: usize, to: Option<usize>, buf: u32, len: usize, fate: SendFate) {
+        if let Some(tap) = &mut self.tap {
+            let bytes = &self.pool.buffers[buf as usize][..len];
+            tap(&Sent { at: self.now, from, to, bytes, fate });
+        }
     }
 
     /// Makes sure a `Timer` event exists for node `i`'s deadline (or an earlier one: when an

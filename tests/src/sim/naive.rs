@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use a3m_core::id::NodeId;
 use a3m_core::time::Instant;
 
-use super::endpoint::{SimNode, SubmitError};
+use super::endpoint::{LivenessHints, SimNode, SubmitError};
 
 const KIND_DATA: u8 = 0;
 const KIND_ACK: u8 = 1;
@@ -205,5 +205,21 @@ impl SimNode for NaiveNode {
 
     fn unacknowledged(&self) -> usize {
         self.peers.iter().map(|p| p.unacked.len()).sum()
+    }
+
+    fn liveness_hints(&self) -> LivenessHints {
+        LivenessHints {
+            retransmit_max: self.config.rto,
+            window: self.config.max_unacked as u64,
+            ..LivenessHints::default()
+        }
+    }
+
+    fn describe_state(&self) -> String {
+        let mut text = format!("{}:", self.id);
+        for p in &self.peers {
+            text += &format!(" to {}@{} unacked={}", p.id, p.addr, p.unacked.len());
+        }
+        text
     }
 }

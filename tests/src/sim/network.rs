@@ -1,5 +1,9 @@
-//! The simulated network: what happens to a datagram on each path (loss, duplication,
-//! reordering, delay, jitter), partitions in time, and nodes changing address.
+//! The simulated network: what happens to a datagram on each path (loss, burst loss,
+//! duplication, reordering, delay, jitter), partitions in time, and nodes changing address.
+//!
+//! Every datagram goes through [`Network::fate`], whatever records it carries and whichever
+//! way it goes, so loss hits every record kind in both directions and in every phase of a run
+//! (submission, recovery after the faults, and the close phase that follows delivery).
 
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use core::time::Duration;
@@ -27,6 +31,14 @@ pub struct PathConditions {
     pub jitter: Duration,
     /// Largest extra delay of a reordered datagram (uniform in `0..=reorder_delay`).
     pub reorder_delay: Duration,
+    /// Gilbert-Elliott burst loss: the long-run fraction of this path's datagrams that fall
+    /// in a *bad* state that drops every datagram (on top of `loss`, which applies in the good
+    /// state). 0 disables it.
+    pub burst_loss: f64,
+    /// Mean length of a bad state, in datagrams sent on this path (at least 1). The state
+    /// changes only when the path carries a datagram, so on a quiet path a burst lasts until
+    /// that many datagrams (for instance retransmissions) have been dropped.
+    pub burst_len: f64,
 }
 
 impl Default for PathConditions {
@@ -39,6 +51,8 @@ impl Default for PathConditions {
             delay: Duration::from_millis(10),
             jitter: Duration::ZERO,
             reorder_delay: Duration::from_millis(50),
+            burst_loss: 0.0,
+            burst_len: 1.0,
         }
     }
 }
@@ -47,6 +61,28 @@ impl PathConditions {
     /// The longest a datagram can spend on this path.
     pub fn max_transit(&self) -> Duration {
         self.delay + self.jitter + self.reorder_delay
+    }
+
+    /// The long-run probability that a datagram on this path is lost, by `loss` or in a burst.
+    pub fn effective_loss(&self) -> f64 {
+        let bad = self.burst_loss.clamp(0.0, 1.0);
+        let good = self.loss.clamp(0.0, 1.0);
+        bad + (1.0 - bad) * good
+    }
+
+    /// The (good to bad, bad to good) transition probabilities per datagram of the burst
+    /// model: bad to good is `1 / burst_len`, and good to bad is chosen so that the long-run
+    /// share of the bad state is `burst_loss`.
+    pub fn burst_transitions(&self) -> (f64, f64) {
+        if self.burst_loss <= 0.0 {
+            return (0.0, 1.0);
+        }
+        let leave = 1.0 / self.burst_len.max(1.0);
+        let bad = self.burst_loss.min(1.0);
+        if bad >= 1.0 {
+            return (1.0, 0.0);
+        }
+        ((leave * bad / (1.0 - bad)).min(1.0), leave)
     }
 }
 
@@ -94,6 +130,9 @@ pub fn node_addr(index: usize, moves: u8) -> SocketAddr {
 #[derive(Debug, Clone, Copy)]
 struct CompiledPath {
     loss: Probability,
+    /// Burst model: chance to enter the bad state (`NEVER` when burst loss is off) and to leave it.
+    enter_bad: Probability,
+    leave_bad: Probability,
     duplicate: Probability,
     reorder: Probability,
     delay_us: u64,
@@ -107,8 +146,11 @@ fn micros(d: Duration) -> u64 {
 
 impl From<&PathConditions> for CompiledPath {
     fn from(c: &PathConditions) -> Self {
+        let (enter, leave) = c.burst_transitions();
         CompiledPath {
             loss: Probability::new(c.loss),
+            enter_bad: Probability::new(enter),
+            leave_bad: Probability::new(leave),
             duplicate: Probability::new(c.duplicate),
             reorder: Probability::new(c.reorder),
             delay_us: micros(c.delay),
@@ -123,6 +165,8 @@ impl From<&PathConditions> for CompiledPath {
 pub enum Fate {
     /// Lost at random.
     Lost,
+    /// Lost in a burst (the path is in the bad state of the burst model).
+    BurstLost,
     /// Dropped by a partition.
     Partitioned,
     /// Arrives after `first` microseconds, and a copy after `copy` microseconds if any.
@@ -143,6 +187,8 @@ pub struct Network {
     paths: Vec<CompiledPath>,
     partitions: Vec<Partition>,
     max_transit_us: u64,
+    /// Per path: in the bad state of the burst model.
+    bad: Vec<bool>,
 }
 
 impl Network {
@@ -162,7 +208,8 @@ impl Network {
                 max_transit = max_transit.max(c.max_transit());
             }
         }
-        Network { nodes, paths, partitions, max_transit_us: micros(max_transit) }
+        let bad = vec![false; nodes * nodes];
+        Network { nodes, paths, partitions, max_transit_us: micros(max_transit), bad }
     }
 
     /// The longest any datagram can spend in transit, in microseconds.
@@ -175,12 +222,21 @@ impl Network {
         self.partitions.iter().any(|p| p.separates(a, b, at))
     }
 
-    /// Decides what happens to a datagram sent from `from` to `to` at `now`.
-    pub fn fate(&self, rng: &mut Rng, from: usize, to: usize, now: Instant) -> Fate {
+    /// Decides what happens to a datagram sent from `from` to `to` at `now`. Draws no random
+    /// number for the burst model when it is off, so runs without bursts are as before.
+    pub fn fate(&mut self, rng: &mut Rng, from: usize, to: usize, now: Instant) -> Fate {
         if self.partitioned(from, to, now) {
             return Fate::Partitioned;
         }
-        let path = &self.paths[from * self.nodes + to];
+        let index = from * self.nodes + to;
+        let path = &self.paths[index];
+        if !path.enter_bad.is_never() {
+            let bad = &mut self.bad[index];
+            *bad = if *bad { !rng.chance(path.leave_bad) } else { rng.chance(path.enter_bad) };
+            if *bad {
+                return Fate::BurstLost;
+            }
+        }
         if rng.chance(path.loss) {
             return Fate::Lost;
         }
@@ -220,7 +276,7 @@ mod tests {
     #[test]
     fn fates_follow_path_conditions() {
         let lossy = PathConditions { loss: 1.0, ..PathConditions::default() };
-        let net = Network::new(2, &PathConditions::default(), &[(0, 1, lossy)], vec![]);
+        let mut net = Network::new(2, &PathConditions::default(), &[(0, 1, lossy)], vec![]);
         let mut rng = Rng::new(1);
         assert_eq!(net.fate(&mut rng, 0, 1, Instant::ZERO), Fate::Lost);
         assert_eq!(
@@ -228,7 +284,7 @@ mod tests {
             Fate::Arrives { first: 10_000, copy: None, reordered: false }
         );
         let dup = PathConditions { duplicate: 1.0, reorder: 1.0, ..PathConditions::default() };
-        let net = Network::new(2, &dup, &[], vec![]);
+        let mut net = Network::new(2, &dup, &[], vec![]);
         match net.fate(&mut rng, 0, 1, Instant::ZERO) {
             Fate::Arrives { first, copy: Some(copy), reordered: true } => {
                 assert!((10_000..=60_000).contains(&first));
@@ -237,6 +293,28 @@ mod tests {
             other => panic!("unexpected fate {other:?}"),
         }
         assert_eq!(net.max_transit_us(), 60_000);
+    }
+
+    #[test]
+    fn bursts_have_the_configured_share_and_mean_length() {
+        let c = PathConditions { burst_loss: 0.2, burst_len: 8.0, ..PathConditions::default() };
+        assert!((c.effective_loss() - 0.2).abs() < 1e-12);
+        let mut net = Network::new(2, &c, &[], vec![]);
+        let mut rng = Rng::new(5);
+        let (mut lost, mut bursts, mut previous) = (0u32, 0u32, false);
+        let total = 400_000;
+        for _ in 0..total {
+            let now_lost = net.fate(&mut rng, 0, 1, Instant::ZERO) == Fate::BurstLost;
+            lost += u32::from(now_lost);
+            bursts += u32::from(now_lost && !previous);
+            previous = now_lost;
+        }
+        let share = f64::from(lost) / f64::from(total);
+        let mean = f64::from(lost) / f64::from(bursts);
+        assert!((0.18..0.22).contains(&share), "share {share}");
+        assert!((7.0..9.0).contains(&mean), "mean burst {mean}");
+        // The other direction has its own state and saw no datagram: never bad.
+        assert!(!net.bad[2]);
     }
 
     #[test]

@@ -1,5 +1,10 @@
 //! Scenarios: the usual shape of a run (uniform path conditions, one partition somewhere in
 //! the middle, one node moving) turned into a full [`SimConfig`] for any seed.
+//!
+//! Large datagrams (many tokens lost as one) are a node setting (`max_datagram`, e.g. 65 507,
+//! with small payloads and large bursts so that hundreds of tokens share a datagram); burst
+//! loss is [`Scenario::burst_loss`] and [`Scenario::burst_len`]; a sender whose own address
+//! disappears is [`Scenario::move_node`] with [`Scenario::mover`] and [`Scenario::move_at`].
 
 use core::time::Duration;
 
@@ -23,6 +28,11 @@ pub struct Scenario {
     pub payload_len: usize,
     /// Loss probability on every path.
     pub loss: f64,
+    /// Long-run share of datagrams lost in bursts on every path (Gilbert-Elliott, see
+    /// [`super::PathConditions::burst_loss`]); 0 for none.
+    pub burst_loss: f64,
+    /// Mean burst length in datagrams.
+    pub burst_len: f64,
     /// Duplication probability on every path.
     pub duplicate: f64,
     /// Reordering probability on every path.
@@ -36,10 +46,17 @@ pub struct Scenario {
     /// Length of one partition between two random groups, starting at a random time between
     /// 1/5 and 1/2 of the workload's spread; `None` for no partition.
     pub partition: Option<Duration>,
-    /// If true, one random node moves to a new address at a random time between 1/10 and 1/2
-    /// of the workload's spread (so it still sends to every peer afterwards, which is how the
-    /// peers learn its new address).
+    /// If true, one node moves to a new address at a random time in [`Scenario::move_at`]:
+    /// datagrams to its old address are black-holed from then on and its own datagrams come
+    /// from the new one.
     pub move_node: bool,
+    /// The node that moves (`None`: a random one).
+    pub mover: Option<usize>,
+    /// When the node moves, as fractions of the workload's spread (default 0.1 to 0.5, so it
+    /// still sends to every peer afterwards, which is how the peers learn its new address;
+    /// above 1 is after the last submission, when it only retransmits, acknowledges and
+    /// closes).
+    pub move_at: (f64, f64),
     /// If true, the moving node's runtime notices its move and tells the node (which may then
     /// announce its new address); if false, the move is invisible to it, like a NAT rebinding.
     pub announce_move: bool,
@@ -47,8 +64,11 @@ pub struct Scenario {
     pub spread: Duration,
     /// Number of submission bursts.
     pub bursts: u32,
-    /// Virtual time after which a run stops even if messages are missing.
-    pub time_limit: Duration,
+    /// Virtual time after which a run stops even if messages are missing (`None`: from the
+    /// completion bound, see [`SimConfig::time_limit`]).
+    pub time_limit: Option<Duration>,
+    /// Require every record to be closed too (see [`SimConfig::quiesce`]).
+    pub quiesce: bool,
     /// If set, the application empties the inboxes only this often (see
     /// [`SimConfig::drain_interval`]).
     pub drain_interval: Option<Duration>,
@@ -58,7 +78,7 @@ pub struct Scenario {
 
 impl Default for Scenario {
     /// Three nodes, 1000 messages per run, perfect 10 ms paths with 5 ms jitter, no partition,
-    /// no move, 40 bursts over 20 s, a 600 s limit.
+    /// no move, 40 bursts over 20 s, the time limit from the completion bound.
     fn default() -> Self {
         Scenario {
             nodes: 3,
@@ -66,6 +86,8 @@ impl Default for Scenario {
             messages: 1000,
             payload_len: super::checker::PAYLOAD_HEADER_LEN,
             loss: 0.0,
+            burst_loss: 0.0,
+            burst_len: 1.0,
             duplicate: 0.0,
             reorder: 0.0,
             delay: Duration::from_millis(10),
@@ -73,10 +95,13 @@ impl Default for Scenario {
             reorder_delay: Duration::from_millis(50),
             partition: None,
             move_node: false,
+            mover: None,
+            move_at: (0.1, 0.5),
             announce_move: false,
             spread: Duration::from_secs(20),
             bursts: 40,
-            time_limit: Duration::from_secs(600),
+            time_limit: None,
+            quiesce: false,
             drain_interval: None,
             log: false,
         }
@@ -105,8 +130,11 @@ impl Scenario {
         }
         let mut address_changes = Vec::new();
         if self.move_node {
-            let node = placement.below(n as u64) as usize;
-            let at = between(&mut placement, self.spread / 10, self.spread / 2);
+            // Draw the node even when it is fixed, so the time is the same either way.
+            let random = placement.below(n as u64) as usize;
+            let node = self.mover.unwrap_or(random);
+            let (from, to) = self.move_at;
+            let at = between(&mut placement, self.spread.mul_f64(from), self.spread.mul_f64(to));
             address_changes.push(AddressChange {
                 node,
                 at,
@@ -124,6 +152,8 @@ impl Scenario {
                 delay: self.delay,
                 jitter: self.jitter,
                 reorder_delay: self.reorder_delay,
+                burst_loss: self.burst_loss,
+                burst_len: self.burst_len,
             },
             path_overrides: Vec::new(),
             partitions,
@@ -136,7 +166,8 @@ impl Scenario {
                 spread: self.spread,
                 bursts: self.bursts,
             },
-            time_limit: Instant::ZERO + self.time_limit,
+            time_limit: self.time_limit.map(|t| Instant::ZERO + t),
+            quiesce: self.quiesce,
             hash_datagrams: false,
             drain_interval: self.drain_interval,
             log: self.log,
