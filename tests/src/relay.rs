@@ -47,7 +47,7 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -57,11 +57,11 @@ pub const MAX_DATAGRAM: usize = 65_535;
 /// Longest a reordered datagram is held back when fewer than its 1 to 3 successors arrive.
 pub const REORDER_HOLD: Duration = Duration::from_millis(5);
 
-/// Longest a reader thread blocks before it checks the timers and whether to stop.
+/// Longest a thread blocks before it checks whether to stop. Only the stop check: delayed and
+/// held datagrams are released by the timer thread, which waits on a condition variable (a
+/// futex, precise to the timer slack, ~50 µs), not by the readers' socket timeouts (which
+/// Linux rounds up to whole jiffies, up to 10 ms).
 const POLL: Duration = Duration::from_millis(5);
-
-/// Shortest read timeout (a zero timeout would mean "block for ever").
-const MIN_WAIT: Duration = Duration::from_micros(50);
 
 /// Parses a duration: a number with the suffix `us`, `ms` or `s` (`1.5s`, `300us`), or `0`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -518,7 +518,7 @@ impl Engine {
     }
 }
 
-/// What the two reader threads share.
+/// What the two reader threads and the timer thread share.
 #[derive(Debug)]
 struct Shared {
     listen: UdpSocket,
@@ -526,6 +526,9 @@ struct Shared {
     to: SocketAddr,
     stop: AtomicBool,
     state: Mutex<State>,
+    /// Wakes the timer thread: a reader queued something due before [`State::timer_wake`],
+    /// or the relay stops.
+    timer: Condvar,
 }
 
 #[derive(Debug)]
@@ -534,6 +537,9 @@ struct State {
     client: Option<SocketAddr>,
     client_moves: u64,
     foreign: u64,
+    /// When the timer thread wakes by itself (`None`: only when notified, or to check for
+    /// stop); a reader that queues something due earlier notifies it.
+    timer_wake: Option<Instant>,
 }
 
 impl State {
@@ -573,30 +579,15 @@ impl Shared {
             Direction::Upstream => &self.listen,
             Direction::Downstream => &self.upstream,
         };
+        // Only to check for stop now and then: the timer thread releases what waits. Cannot
+        // fail for a non-zero duration.
+        let _ = socket.set_read_timeout(Some(POLL));
         let mut buf = vec![0u8; MAX_DATAGRAM];
-        let mut wait = Duration::ZERO;
         while !self.stop.load(Ordering::Relaxed) {
-            let next = {
-                let mut state = self.lock();
-                let now = Instant::now();
-                let mut send = Self::sender(&self.listen, &self.upstream, self.to, state.client);
-                state.engine.service(now, &mut send);
-                state.engine.next_wakeup().map(|t| t.saturating_duration_since(now))
-            };
-            let want = next.unwrap_or(POLL).clamp(MIN_WAIT, POLL);
-            if want != wait {
-                wait = want;
-                // Cannot fail for a non-zero duration.
-                let _ = socket.set_read_timeout(Some(wait));
-            }
             let (len, from) = match socket.recv_from(&mut buf) {
                 Ok(got) => got,
-                Err(e)
-                    if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
-                {
-                    continue;
-                }
-                // E.g. an ICMP error reported on some systems: nothing to forward.
+                // A timeout (check for stop), or e.g. an ICMP error reported on some systems:
+                // nothing to forward.
                 Err(_) => continue,
             };
             let mut state = self.lock();
@@ -615,7 +606,39 @@ impl Shared {
                 Direction::Downstream => {}
             }
             let mut send = Self::sender(&self.listen, &self.upstream, self.to, state.client);
+            // What is already due goes out before the new arrival (the timer thread may not
+            // have run yet).
+            state.engine.service(now, &mut send);
             state.engine.arrive(direction, &buf[..len], now, &mut send);
+            if let Some(next) = state.engine.next_wakeup()
+                && state.timer_wake.is_none_or(|wake| next < wake)
+            {
+                state.timer_wake = Some(next);
+                self.timer.notify_one();
+            }
+        }
+    }
+
+    /// The timer thread: releases delayed and held datagrams when they are due, until told
+    /// to stop.
+    fn run_timers(&self) {
+        let mut state = self.lock();
+        while !self.stop.load(Ordering::Relaxed) {
+            let mut send = Self::sender(&self.listen, &self.upstream, self.to, state.client);
+            state.engine.service(Instant::now(), &mut send);
+            let next = state.engine.next_wakeup();
+            state.timer_wake = next;
+            let wait = match next {
+                Some(at) => at.saturating_duration_since(Instant::now()).min(POLL),
+                None => POLL,
+            };
+            if wait.is_zero() {
+                continue;
+            }
+            state = match self.timer.wait_timeout(state, wait) {
+                Ok((state, _)) => state,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
         }
     }
 }
@@ -647,8 +670,9 @@ impl Relay {
         self.upstream.local_addr().expect("a bound socket has an address")
     }
 
-    /// Starts relaying on two threads (one per direction); the clock of the blackout windows
-    /// starts now. The handle stops the relay when dropped.
+    /// Starts relaying on three threads (a reader per direction and a timer thread that
+    /// releases delayed and held datagrams); the clock of the blackout windows starts now. The
+    /// handle stops the relay when dropped.
     pub fn spawn(self) -> io::Result<RelayHandle> {
         let (listen_addr, upstream_addr) = (self.local_addr(), self.upstream_addr());
         let started = Instant::now();
@@ -662,27 +686,26 @@ impl Relay {
                 client: None,
                 client_moves: 0,
                 foreign: 0,
+                timer_wake: None,
             }),
+            timer: Condvar::new(),
         });
-        let mut threads = Vec::new();
-        for (direction, name) in
-            [(Direction::Upstream, "relay-up"), (Direction::Downstream, "relay-down")]
-        {
-            let runner = Arc::clone(&shared);
-            let spawned =
-                thread::Builder::new().name(name.into()).spawn(move || runner.run(direction));
-            match spawned {
-                Ok(thread) => threads.push(thread),
-                Err(e) => {
-                    shared.stop.store(true, Ordering::Relaxed);
-                    for thread in threads {
-                        let _ = thread.join();
-                    }
-                    return Err(e);
-                }
-            }
+        let mut handle =
+            RelayHandle { listen_addr, upstream_addr, started, shared, threads: Vec::new() };
+        for (role, name) in [
+            (Some(Direction::Upstream), "relay-up"),
+            (Some(Direction::Downstream), "relay-down"),
+            (None, "relay-timer"),
+        ] {
+            let runner = Arc::clone(&handle.shared);
+            let thread = thread::Builder::new().name(name.into()).spawn(move || match role {
+                Some(direction) => runner.run(direction),
+                None => runner.run_timers(),
+            })?;
+            // On an error, dropping the handle stops the threads already started.
+            handle.threads.push(thread);
         }
-        Ok(RelayHandle { listen_addr, upstream_addr, started, shared, threads })
+        Ok(handle)
     }
 }
 
@@ -732,6 +755,9 @@ impl RelayHandle {
 
     fn halt(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
+        // Under the lock, so the timer thread either sees `stop` or is already waiting.
+        drop(self.shared.lock());
+        self.shared.timer.notify_all();
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
@@ -897,5 +923,51 @@ mod tests {
         let counters = relay.stop();
         assert_eq!(counters.upstream.forwarded, 2);
         assert_eq!(counters.downstream.forwarded, 2);
+    }
+
+    #[test]
+    fn delay_is_honoured_without_big_overhead() {
+        // An echo server behind a relay that delays both directions by 2 ms.
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        server.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let config = RelayConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            to: server.local_addr().unwrap(),
+            faults: Faults { delay: ms(2), ..Faults::none() },
+            seed: 1,
+        };
+        let relay = Relay::bind(config).unwrap().spawn().unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let echo = {
+            let done = Arc::clone(&done);
+            thread::spawn(move || {
+                let mut buf = [0u8; 16];
+                while !done.load(Ordering::Relaxed) {
+                    if let Ok((len, from)) = server.recv_from(&mut buf) {
+                        let _ = server.send_to(&buf[..len], from);
+                    }
+                }
+            })
+        };
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 16];
+        let mut rtts: Vec<Duration> = (0..20u8)
+            .map(|i| {
+                let sent = Instant::now();
+                client.send_to(&[i], relay.local_addr()).unwrap();
+                let (len, _) = client.recv_from(&mut buf).unwrap();
+                assert_eq!(&buf[..len], &[i]);
+                sent.elapsed()
+            })
+            .collect();
+        done.store(true, Ordering::Relaxed);
+        echo.join().unwrap();
+        rtts.sort();
+        // Every round trip waits out both delays; the median should add little to them (a
+        // generous sanity bound: timers used to cost several ms each).
+        assert!(rtts[0] >= ms(4), "round trip {:?} shorter than the delays", rtts[0]);
+        assert!(rtts[10] < ms(20), "median round trip {:?} for 2 ms each way", rtts[10]);
+        assert_eq!(relay.stop().downstream.forwarded, 20);
     }
 }
