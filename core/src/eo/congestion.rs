@@ -8,6 +8,11 @@
 //! * congestion avoidance: it grows by one datagram per window acknowledged;
 //! * one decrease per *recovery period*: losses of tokens sent before the period began (the
 //!   same burst) do not shrink it again;
+//! * a loss while the RTT shows no queue (the smoothed RTT near the smallest seen) is taken
+//!   for noise on the path, as TCP Veno does for wireless links: it ends slow start (growth
+//!   becomes linear) but does not shrink the window. A loss-based window halved at every
+//!   random loss keeps only a few datagrams in flight at 5 % loss; a queue that fills shows
+//!   in the RTT first, and its losses do shrink the window;
 //! * persistent congestion (several probe timeouts in a row) drops it to the minimum;
 //! * a recovery found to be spurious (the "lost" token was acknowledged after all: it was
 //!   only reordered) is undone, so reordering costs no goodput.
@@ -78,9 +83,14 @@ impl Congestion {
     }
 
     /// A token sent in transmission `seq` was declared lost; `next_seq` numbers the next
-    /// transmission.
-    pub(crate) fn on_loss(&mut self, seq: u64, next_seq: u64) {
+    /// transmission; `queue_is_short` tells whether the RTT shows no queue (see the module
+    /// docs).
+    pub(crate) fn on_loss(&mut self, seq: u64, next_seq: u64, queue_is_short: bool) {
         if seq < self.recovery_until {
+            return;
+        }
+        if queue_is_short {
+            self.ssthresh = self.ssthresh.min(self.window);
             return;
         }
         self.before_recovery = Some((self.window, self.ssthresh));
@@ -119,10 +129,10 @@ mod tests {
         assert_eq!(cc.window(), 12_000);
         cc.on_ack(1, 6000, 12_000);
         assert_eq!(cc.window(), 18_000);
-        cc.on_loss(2, 10);
+        cc.on_loss(2, 10, false);
         assert_eq!(cc.window(), 12_600);
         // Losses of the same burst (sent before transmission 10) change nothing more.
-        cc.on_loss(5, 11);
+        cc.on_loss(5, 11, false);
         cc.on_ack(9, 1200, 12_600);
         assert_eq!(cc.window(), 12_600);
         // Congestion avoidance: one datagram per window acknowledged.
@@ -142,13 +152,23 @@ mod tests {
     #[test]
     fn spurious_losses_are_undone_and_persistent_congestion_resets() {
         let mut cc = Congestion::new(1200);
-        cc.on_loss(1, 5);
+        cc.on_loss(1, 5, false);
         assert_eq!(cc.window(), 8400);
         cc.undo();
         assert_eq!(cc.window(), 12_000);
         cc.on_persistent_congestion(9);
         assert_eq!(cc.window(), 2400);
-        cc.on_loss(3, 12);
+        cc.on_loss(3, 12, false);
         assert_eq!(cc.window(), 2400, "never below two datagrams");
+    }
+
+    #[test]
+    fn a_loss_without_a_queue_only_ends_slow_start() {
+        let mut cc = Congestion::new(1200);
+        cc.on_loss(1, 5, true);
+        assert_eq!(cc.window(), 12_000);
+        // Linear growth from now on: one datagram per window acknowledged.
+        cc.on_ack(6, 12_000, 12_000);
+        assert_eq!(cc.window(), 13_200);
     }
 }

@@ -93,6 +93,10 @@ use buffers::{BufPool, Inbox};
 
 use crate::node::{NodeConfig, NodeStats};
 
+/// Tokens that arrive before a receiver sends its ACK at once, at most (fewer with a small
+/// window: a quarter of it): the sender's loss detection and congestion window run on ACKs.
+const MAX_ACK_EAGER: u64 = 128;
+
 /// Limits and timers of the exactly-once layer, validated from the node configuration.
 #[derive(Debug, Clone)]
 pub(crate) struct Params {
@@ -133,7 +137,7 @@ impl Params {
             idle_timeout: config.idle_timeout,
             receive_idle_timeout: config.receive_idle_timeout,
             ack_delay: config.ack_delay,
-            ack_eager: (u64::from(config.window) / 4).max(1),
+            ack_eager: (u64::from(config.window) / 4).clamp(1, MAX_ACK_EAGER),
             max_datagram: config.max_datagram,
         }
     }

@@ -288,30 +288,44 @@ impl RecvRecord {
     }
 
     /// Writes the delivered slots from the sender's `l` up, as ACK records of at most
-    /// [`MAX_ACK_RANGES`] ranges each, lowest first; false if not even one fitted.
+    /// [`MAX_ACK_RANGES`] ranges each; false if not even one fitted. When there are more runs
+    /// than [`ACK_RECORDS`] records hold, the lowest runs go (they free the sender's window)
+    /// and the newest (they drive its loss detection); the runs between wait for a later ACK.
     fn write_ack(&mut self, env: &mut Env, w: &mut DatagramWriter<'_>) -> bool {
-        let mut ranges = [SlotRange { start: 0, end: 0 }; MAX_ACK_RANGES];
+        const LOW: usize = (ACK_RECORDS - 1) * MAX_ACK_RANGES;
+        let empty = SlotRange { start: 0, end: 0 };
+        let mut low = [empty; LOW];
+        let mut high = [empty; MAX_ACK_RANGES];
+        let (mut n_low, mut n_high) = (0, 0usize);
         let mut pos = self.lowest.max(self.first);
-        for record in 0..ACK_RECORDS {
-            let mut n = 0;
-            while n < MAX_ACK_RANGES {
-                let Some((start, end)) = self.delivered_run(pos) else { break };
-                ranges[n] = SlotRange { start, end };
-                n += 1;
-                pos = end;
+        while let Some((start, end)) = self.delivered_run(pos) {
+            if n_low < LOW {
+                low[n_low] = SlotRange { start, end };
+                n_low += 1;
+            } else {
+                high[n_high % MAX_ACK_RANGES] = SlotRange { start, end };
+                n_high += 1;
             }
-            if n == 0 {
-                break;
+            pos = end;
+        }
+        // The newest runs in ascending order (the ring's oldest entry first).
+        high.rotate_left(if n_high > MAX_ACK_RANGES { n_high % MAX_ACK_RANGES } else { 0 });
+        let high = &high[..n_high.min(MAX_ACK_RANGES)];
+        let mut written = 0;
+        for chunk in low[..n_low].chunks(MAX_ACK_RANGES).chain(core::iter::once(high)) {
+            if chunk.is_empty() {
+                continue;
             }
             // Fewer ranges if the datagram is nearly full (the rest waits for the next ACK).
-            while w.push(&Record::Ack(Ack::new(self.inc, &ranges[..n]))).is_err() {
+            let mut n = chunk.len();
+            while w.push(&Record::Ack(Ack::new(self.inc, &chunk[..n]))).is_err() {
                 if n == 1 {
-                    return record > 0;
+                    return written > 0;
                 }
                 n /= 2;
             }
             env.stats.acks_sent += 1;
-            pos = ranges[n - 1].end;
+            written += 1;
         }
         true
     }

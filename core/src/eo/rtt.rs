@@ -12,6 +12,8 @@ pub(crate) struct Rtt {
     srtt: Option<u64>,
     /// The latest sample.
     latest: u64,
+    /// The smallest sample: the path's delay without queueing (as far as we saw).
+    min_rtt: Option<u64>,
     rttvar: u64,
     rto: u64,
     min: u64,
@@ -31,7 +33,15 @@ impl Rtt {
     pub(crate) fn new(initial: Duration, min: Duration, max: Duration) -> Self {
         let (min, max) = (micros(min).max(1), micros(max).max(1));
         let max = max.max(min);
-        Self { srtt: None, latest: 0, rttvar: 0, rto: micros(initial).clamp(min, max), min, max }
+        Self {
+            srtt: None,
+            latest: 0,
+            min_rtt: None,
+            rttvar: 0,
+            rto: micros(initial).clamp(min, max),
+            min,
+            max,
+        }
     }
 
     /// Adds one round-trip sample.
@@ -42,6 +52,7 @@ impl Rtt {
     /// Adds one round-trip sample of `r` microseconds.
     pub(crate) fn sample_micros(&mut self, r: u64) {
         self.latest = r;
+        self.min_rtt = Some(self.min_rtt.map_or(r, |m| m.min(r)));
         match self.srtt {
             None => {
                 self.srtt = Some(r);
@@ -60,6 +71,32 @@ impl Rtt {
     /// The smoothed round-trip time, if there was a sample.
     pub(crate) fn srtt(&self) -> Option<Duration> {
         self.srtt.map(Duration::from_micros)
+    }
+
+    /// True if the path shows no queue building up: the smoothed RTT is within a quarter
+    /// of the smallest one (at least 2 ms). A loss then is more likely noise on the path
+    /// (radio, a lossy hop) than a full queue (TCP Veno's distinction).
+    pub(crate) fn queue_is_short(&self) -> bool {
+        match (self.srtt, self.min_rtt) {
+            (Some(srtt), Some(min)) => {
+                srtt.saturating_sub(min) <= (min / 4).max(2 * LOSS_GRANULARITY_MICROS)
+            }
+            _ => false,
+        }
+    }
+
+    /// The probe timeout before probe number `probes + 1` (RFC 9002 §6.2.1): the smoothed
+    /// RTT, plus four variations (at least [`LOSS_GRANULARITY_MICROS`]), plus the time the
+    /// peer may hold an ACK back, doubled for every probe already sent, at most the maximum.
+    /// Not bounded below by the minimum timeout: a probe is two tokens, cheap to send early.
+    /// Before the first sample, [`Rtt::timeout`].
+    pub(crate) fn probe_timeout(&self, probes: u32, ack_delay: Duration) -> Duration {
+        let Some(srtt) = self.srtt else { return self.timeout(probes.saturating_add(1)) };
+        let base = srtt
+            .saturating_add(self.rttvar.saturating_mul(4).max(LOSS_GRANULARITY_MICROS))
+            .saturating_add(micros(ack_delay));
+        let doublings = probes.min(32);
+        Duration::from_micros(base.saturating_mul(1u64 << doublings).min(self.max))
     }
 
     /// How long after a token was sent, once a later transmission was acknowledged, it is

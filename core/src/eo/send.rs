@@ -33,9 +33,9 @@
 //!   threshold widens (up to `3 × RTT`) and the congestion window decrease is undone. A QUIC
 //!   stack with a fixed threshold of 3 loses most of its goodput under reordering; this one
 //!   learns the path's reordering once.
-//! * **One probe timeout per record**: when nothing is acknowledged for a probe timeout (the
-//!   RTT estimate's timeout, doubled per consecutive probe, at most `rto_max`) after the last
-//!   transmission, the two oldest tokens in flight are sent again as probes, outside the
+//! * **One probe timeout per record**: when nothing is acknowledged for a probe timeout
+//!   (RFC 9002's: smoothed RTT + 4 variations + the peer's ACK delay, doubled per consecutive
+//!   probe, at most `rto_max`) after the last transmission, the two oldest tokens in flight are sent again as probes, outside the
 //!   congestion window. Their ACK (which lists everything delivered) lets loss detection
 //!   find the rest. The backoff resets on any new acknowledgement, and is capped by
 //!   `rto_max`, so a path that heals is probed again within `rto_max`.
@@ -158,7 +158,8 @@ impl SendRecord {
     /// A record starting at the node clock, above every slot this node used.
     pub(crate) fn new(env: &Env, now: Instant) -> Self {
         let start = env.clock;
-        let window = usize::try_from(env.params.window).unwrap_or(usize::MAX);
+        // Room for a burst; the rings grow with the traffic, up to the window.
+        let window = usize::try_from(env.params.window).unwrap_or(usize::MAX).min(256);
         Self {
             inc: None,
             acked_base: start,
@@ -494,6 +495,7 @@ impl SendRecord {
         let delay = rtt.loss_delay_micros(self.time_eighths);
         let threshold = self.packet_threshold;
         let next_seq = self.next_seq;
+        let queue_is_short = rtt.queue_is_short();
         while let Some(&(seq, slot)) = self.sent.front() {
             if seq >= largest {
                 break;
@@ -517,7 +519,7 @@ impl SendRecord {
             self.tx_bytes += len;
             self.tx.push_back(slot);
             self.sent.pop_front();
-            self.congestion.on_loss(seq, next_seq);
+            self.congestion.on_loss(seq, next_seq, queue_is_short);
             env.stats.tokens_lost += 1;
         }
     }
@@ -530,20 +532,25 @@ impl SendRecord {
         if self.pto_count == PERSISTENT_PTOS {
             self.congestion.on_persistent_congestion(self.next_seq);
         }
+        // The oldest tokens sent and not acknowledged, whether in flight or declared lost and
+        // waiting for the congestion window (a probe goes outside it).
         let mut chosen: heapless::Vec<u64, { PROBES as usize }> = heapless::Vec::new();
         let bound = self.bound_len();
         for (i, entry) in self.ring.range_mut(..bound).enumerate() {
             let Some(token) = entry else { continue };
-            if token.queued || token.sends == 0 {
+            if token.sends == 0 {
                 continue;
             }
-            token.queued = true;
-            self.tx_bytes += token.payload.len();
+            if !token.queued {
+                token.queued = true;
+                self.tx_bytes += token.payload.len();
+            }
             if chosen.push(self.acked_base + i as u64).is_err() || chosen.is_full() {
                 break;
             }
         }
-        // Ahead of the transmit queue, oldest first.
+        // Ahead of the transmit queue, oldest first (a queued one may then be in the queue
+        // twice: the second entry finds it sent and is skipped).
         for &slot in chosen.iter().rev() {
             self.tx.push_front(slot);
         }
@@ -677,9 +684,9 @@ impl SendRecord {
 
     /// When a probe timeout fires: tokens are in flight and nothing was acknowledged for
     /// the RTT estimate's timeout (doubled per consecutive probe) since the last send.
-    fn probe_at(&self, rtt: &Rtt) -> Option<Instant> {
+    fn probe_at(&self, env: &Env, rtt: &Rtt) -> Option<Instant> {
         (self.bytes_in_flight > 0 && self.probes == 0)
-            .then(|| self.last_send + rtt.timeout(self.pto_count.saturating_add(1)))
+            .then(|| self.last_send + rtt.probe_timeout(self.pto_count, env.params.ack_delay))
     }
 
     /// When the outstanding request is sent again.
@@ -693,7 +700,7 @@ impl SendRecord {
         if self.loss_at.is_some_and(|t| t <= now) {
             self.detect_lost(env, now, rtt);
         }
-        if self.probe_at(rtt).is_some_and(|t| t <= now) {
+        if self.probe_at(env, rtt).is_some_and(|t| t <= now) {
             self.on_probe_timeout(env);
         }
         if self.request_at(rtt).is_some_and(|t| t <= now)
@@ -726,7 +733,7 @@ impl SendRecord {
     /// When `on_timeout` must run next.
     pub(crate) fn deadline(&self, env: &Env, rtt: &Rtt) -> Option<Instant> {
         let idle = self.is_idle().then(|| self.last_active + env.params.idle_timeout);
-        [self.loss_at, self.probe_at(rtt), self.request_at(rtt), idle, self.report_at(env)]
+        [self.loss_at, self.probe_at(env, rtt), self.request_at(rtt), idle, self.report_at(env)]
             .into_iter()
             .flatten()
             .min()
@@ -1103,7 +1110,7 @@ mod tests {
         };
         assert_eq!(send_all(&mut s, &mut env, t).len(), 8);
         let pto = s.deadline(&env, &rtt).unwrap();
-        assert_eq!(pto, t + rtt.timeout(1));
+        assert_eq!(pto, t + rtt.probe_timeout(0, env.params.ack_delay));
         s.on_timeout(&mut env, pto, &rtt);
         assert_eq!(send_all(&mut s, &mut env, pto), vec![100, 101]);
         // Their ACK (listing every delivered slot) finds the rest lost by time.

@@ -22,9 +22,11 @@ pub struct NodeConfig {
     /// datagram goes out as soon as `poll_transmit` is called).
     pub coalesce_delay: Duration,
     /// Most slots a sender keeps between its oldest unacknowledged payload and its newest
-    /// grant, per peer (default 1024, at least 1). Bounds the memory of in-flight payloads.
-    /// A receive record keeps two bitmaps of 2 × `window` slots, each rounded up to a power
-    /// of two of 64-bit words (a window just above a power of two nearly doubles them).
+    /// grant, per peer (default 8192, at least 1). Bounds the memory of in-flight payloads,
+    /// and the throughput of a path: at most one window per round trip, less while a lost
+    /// token holds the window's start (so several round trips' worth keeps a lossy path
+    /// busy). A receive record keeps a bitmap of 2 × `window` slots, rounded up to a power
+    /// of two of 64-bit words (a window just above a power of two nearly doubles it).
     pub window: u32,
     /// Slots a busy sender requests ahead beyond its queued payloads (default 64).
     pub base_slots: u32,
@@ -70,7 +72,7 @@ impl Default for NodeConfig {
         Self {
             max_datagram: 1400,
             coalesce_delay: Duration::ZERO,
-            window: 1024,
+            window: 8192,
             base_slots: 64,
             max_queued: 4096,
             max_payload: 1300,
