@@ -91,12 +91,21 @@ impl NodeBuilder {
         self
     }
 
-    /// Largest transport payload (default 1300 bytes). It is capped so that one payload
-    /// always fits one datagram of [`max_datagram`](Self::max_datagram) bytes. A socket
-    /// message can be up to 82 bytes shorter ([`Socket::max_message`]), a raw datagram 1
-    /// byte shorter ([`Node::max_datagram_payload`]).
+    /// Largest socket message, in bytes (default 16 MiB; at least 1): larger sends fail
+    /// with [`Error::MessageTooLarge`], and a socket drops (and counts,
+    /// [`LayerStats::oversized`]) a larger message arriving from a peer that allows more,
+    /// so give the nodes of a system the same limit. [`Socket::max_message`] tells it.
+    ///
+    /// A message need not fit a datagram: one longer than the transport payload less the
+    /// 82-byte message header (1,218 bytes with the default
+    /// [`max_datagram`](Self::max_datagram)) travels as several DATA messages on its link,
+    /// one credit each, and is handed to the receiver whole, once, or not at all (see
+    /// [`Socket::send`]). A receiving link holds at most one message of this size being
+    /// reassembled or waiting, plus its capacity's worth of datagram-sized fragments. Raw
+    /// datagrams ([`Node::send_to`]) still fit one transport payload
+    /// ([`Node::max_datagram_payload`]).
     pub fn max_message(mut self, bytes: usize) -> Self {
-        self.config.max_payload = bytes;
+        self.layer.max_payload = bytes;
         self
     }
 
@@ -158,14 +167,21 @@ impl NodeBuilder {
         }
         let mut core = CoreNode::new(id.clone(), self.config.clone());
         let max_payload = core.max_payload();
-        let Some(max_message) = max_payload.checked_sub(MESSAGE_OVERHEAD).filter(|&m| m > 0) else {
+        let Some(max_fragment) = max_payload.checked_sub(MESSAGE_OVERHEAD).filter(|&m| m > 0)
+        else {
             return Err(Error::InvalidArgument(format!(
-                "max_message {max_payload} leaves no room for the {MESSAGE_OVERHEAD}-byte \
-                 socket message header"
+                "the transport payload of {max_payload} bytes leaves no room for the \
+                 {MESSAGE_OVERHEAD}-byte socket message header"
             )));
         };
-        let layer_config =
-            LayerConfig { max_payload: self.layer.max_payload.min(max_message), ..self.layer };
+        // `usize::MAX`, what `new` starts with, stands for the default.
+        let max_message = match self.layer.max_payload {
+            usize::MAX => LayerConfig::DEFAULT.max_payload,
+            0 => return Err(Error::InvalidArgument("max_message 0 is below 1 byte".into())),
+            bytes => bytes,
+        };
+        // Fragments as large as one transport payload allows.
+        let layer_config = LayerConfig { max_payload: max_message, max_fragment, ..self.layer };
         for (peer, addr) in &self.peers {
             let peer = parse_node_id(peer)?;
             core.set_peer_addr(peer, *addr).map_err(map_node_error)?;

@@ -27,6 +27,11 @@ pub struct SocketOptions {
     /// Messages each link may have waiting here for the application: the credits the peer
     /// gets. Default 100. Changing it on a socket also changes its established links.
     ///
+    /// A message larger than a datagram counts once per datagram-sized fragment on its way,
+    /// and as one message once whole; whatever the capacity (even 1), a link takes messages
+    /// up to [`crate::Socket::max_message`]. A link then holds at most one such message
+    /// being received or waiting to be taken, plus the capacity's worth of fragments.
+    ///
     /// On a pull socket with a capacity of 64 or more, a receive also takes up to an eighth
     /// of it (at most 32) more messages off the links, so that the receives after it need
     /// not take the node lock: the socket then holds at most the capacity per link plus that

@@ -106,7 +106,8 @@ impl LinkEvent {
     }
 }
 
-/// A snapshot of one link of a socket ([`Socket::links`]).
+/// A snapshot of one link of a socket ([`Socket::links`]). Its counts are of DATA
+/// messages: a message larger than a datagram counts once per fragment (see [`Socket::send`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkInfo {
     /// The peer socket.
@@ -327,7 +328,22 @@ impl Socket {
     /// Sends a message, waiting for a credit while every link is full (or, without
     /// [`SocketOptions::notify_if_none`], for a link). Fails with [`Error::NoLinks`] when
     /// notify-if-none is set and the socket has no link, [`Error::MessageTooLarge`] beyond
-    /// [`Socket::max_message`], and [`Error::Unsupported`] if the socket does not send.
+    /// [`Socket::max_message`] (nothing is sent), and [`Error::Unsupported`] if the socket
+    /// does not send.
+    ///
+    /// # Messages larger than a datagram
+    ///
+    /// A message longer than one datagram carries travels as consecutive fragments on one
+    /// link, a credit each, and the receiver gets it whole, exactly once, in order with the
+    /// link's other messages, or not at all. `send` needs one credit on a link that is not
+    /// busy with another large message: it sends the fragments those credits cover and
+    /// returns; the link keeps a copy of the rest and sends it as the receiver gives
+    /// credits back. The message is then accepted like any other (nothing accepted is
+    /// dropped silently) and the link is reserved for it until its last fragment has left,
+    /// so messages sent by several threads at once never mix: they take other links, or
+    /// wait. Unlinking or closing waits for that last fragment before the link's UNLINK; a
+    /// close whose timeout expires first drops the rest (its report counts the link as
+    /// aborted) and the receiver, never getting the last fragment, delivers nothing of it.
     pub fn send(&self, payload: &[u8]) -> Result<()> {
         self.block(WaitMode::Exclusive, SEND_INTEREST, None, || self.attempt_send(payload))
     }
@@ -547,7 +563,9 @@ impl Socket {
         }
     }
 
-    /// The largest message this socket sends.
+    /// The largest message this socket sends or receives
+    /// ([`crate::NodeBuilder::max_message`], 16 MiB by default). Messages larger than a
+    /// datagram are fragmented (see [`Socket::send`]).
     pub fn max_message(&self) -> usize {
         self.shared.state.lock().layer.config().max_payload
     }

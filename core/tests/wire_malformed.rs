@@ -188,6 +188,9 @@ fn the_valid_inputs_the_tables_start_from_decode() {
         ("UNLINK", msg(0x04, &[0x05])),
         ("FLOW", msg(0x05, &[0x05, 0x03])),
         ("DATA", msg(0x06, &[0x00, b'x'])),
+        ("empty DATA", msg(0x06, &[0x00])),
+        ("DATA_MORE", msg(0x07, &[0x00, b'x'])),
+        ("DATA_MORE, long sequence number", msg(0x07, &cat(&[&varint(u64::MAX), b"xy"]))),
         ("first custom kind", msg(0x40, b"body")),
         ("last custom kind", msg(0xFF, b"")),
         ("LINK protocol u16::MAX", msg(0x02, &cat(&[&varint(u16::MAX.into()), &[0]]))),
@@ -377,6 +380,10 @@ fn malformed_messages() {
     let mut table = vec![
         ("empty message", vec![], Err(Truncated)),
         ("kind only", vec![0x06], Err(Truncated)),
+        ("DATA_MORE kind only", vec![0x07], Err(Truncated)),
+        ("DATA_MORE without a payload", msg(0x07, &[0x00]), Err(BadValue)),
+        ("DATA_MORE without a sequence number", msg(0x07, &[]), Err(Truncated)),
+        ("DATA_MORE sequence number of 11 bytes", msg(0x07, &[0x80; 11]), Err(BadVarint)),
         ("ERROR code 0", msg(0x01, &[0x00]), Err(BadValue)),
         ("ERROR code 4", msg(0x01, &[0x04, b'x']), Err(BadValue)),
         ("ERROR code 255", msg(0x01, &[0xFF]), Err(BadValue)),
@@ -424,7 +431,7 @@ fn malformed_messages() {
         ("empty destination tag", msg_with_tags(0x04, b"s", b"", &[0]), Err(BadId(IdError::Empty))),
         ("non-UTF-8 tag", msg_with_tags(0x04, &[0xFE], b"d", &[0]), Err(BadId(IdError::NotUtf8))),
     ];
-    for kind in std::iter::once(0x00).chain(0x07..=0x3F) {
+    for kind in std::iter::once(0x00).chain(0x08..=0x3F) {
         // A kind reserved for the core is refused whatever follows it.
         table.push(("reserved kind", msg(kind, &[0x00]), Err(UnknownMessageKind(kind))));
         table.push(("reserved kind, alone", vec![kind], Err(UnknownMessageKind(kind))));

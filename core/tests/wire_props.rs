@@ -210,6 +210,10 @@ enum OwnedBody {
         seq: u64,
         payload: Vec<u8>,
     },
+    DataMore {
+        seq: u64,
+        payload: Vec<u8>,
+    },
     Custom {
         kind: u8,
         body: Vec<u8>,
@@ -245,6 +249,7 @@ impl OwnedMessage {
                 Body::Flow { credits: *credits, capacity_delta: *capacity_delta }
             }
             OwnedBody::Data { seq, payload } => Body::Data { seq: *seq, payload },
+            OwnedBody::DataMore { seq, payload } => Body::DataMore { seq: *seq, payload },
             OwnedBody::Custom { kind, body } => Body::Custom { kind: *kind, body },
         };
         Message {
@@ -295,6 +300,11 @@ fn data_body() -> impl Strategy<Value = OwnedBody> {
     (varint_u64(), payload(200)).prop_map(|(seq, payload)| OwnedBody::Data { seq, payload })
 }
 
+fn data_more_body() -> impl Strategy<Value = OwnedBody> {
+    (varint_u64(), proptest::collection::vec(any::<u8>(), 1..200))
+        .prop_map(|(seq, payload)| OwnedBody::DataMore { seq, payload })
+}
+
 fn custom_body() -> impl Strategy<Value = OwnedBody> {
     (FIRST_CUSTOM_KIND..=u8::MAX, payload(64))
         .prop_map(|(kind, body)| OwnedBody::Custom { kind, body })
@@ -313,6 +323,7 @@ fn any_message() -> impl Strategy<Value = OwnedMessage> {
         unlink_body(),
         flow_body(),
         data_body(),
+        data_more_body(),
         custom_body(),
     ])
 }
@@ -441,8 +452,44 @@ proptest! {
     }
 
     #[test]
+    fn data_more_messages_round_trip(msg in message_with(data_more_body())) {
+        message_round_trip(&msg);
+    }
+
+    #[test]
     fn custom_messages_round_trip(msg in message_with(custom_body())) {
         message_round_trip(&msg);
+    }
+
+    #[test]
+    fn the_routed_data_decoder_agrees_with_the_full_one(
+        msg in message_with(prop_oneof![data_body(), data_more_body()]),
+        other in any_message(),
+        mutations in proptest::collection::vec(mutation(), 0..4),
+    ) {
+        let m = msg.as_message();
+        let mut prefix = [0u8; message::DATA_PREFIX_MAX + 1];
+        let len = message::data_prefix(m.src_tag, m.dst_tag, m.link, &mut prefix).unwrap();
+        let prefix = &prefix[..len];
+        let encode = |m: &Message<'_>| {
+            let mut buf = vec![0u8; m.encoded_len().unwrap()];
+            message::encode(m, &mut buf).unwrap();
+            buf
+        };
+        let mut bytes = encode(&m);
+        prop_assert_eq!(message::decode_routed_data(prefix, &bytes), Some(m.body));
+        // Whatever the routed decoder accepts, the full decoder reads the same.
+        for input in [encode(&other.as_message()), {
+            for mutation in &mutations {
+                apply(&mut bytes, mutation);
+            }
+            bytes
+        }] {
+            if let Some(body) = message::decode_routed_data(prefix, &input) {
+                let full = Message { body, ..m };
+                prop_assert_eq!(message::decode(&input), Ok(full));
+            }
+        }
     }
 
     #[test]
@@ -583,6 +630,18 @@ proptest! {
             check_whatever_decodes(&bytes);
         }
     }
+}
+
+#[test]
+fn an_empty_data_more_is_not_encoded() {
+    let msg = Message {
+        src_tag: "s",
+        dst_tag: "d",
+        link: LinkIncarnation(1),
+        body: Body::DataMore { seq: 0, payload: b"" },
+    };
+    assert_eq!(msg.encoded_len(), Err(EncodeError::BadValue));
+    assert_eq!(message::encode(&msg, &mut [0u8; 64]), Err(EncodeError::BadValue));
 }
 
 #[test]

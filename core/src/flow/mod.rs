@@ -1,7 +1,10 @@
 //! Per-link credit flow control (thesis §4.7).
 //!
 //! A DATA message needs one credit of its link; control messages (LINK, LINKREPLY, UNLINK,
-//! FLOW and custom kinds) never do. The two ends keep separate state:
+//! FLOW and custom kinds) never do. A socket message larger than one DATA is several DATA
+//! messages (fragments), each with its credit; the receiver owes a fragment's credit back
+//! as soon as it joins the message being reassembled, and the last one's when the
+//! application takes the message (see [`crate::link`]). The two ends keep separate state:
 //!
 //! * the sender's [`SendCredits`]: a signed balance, starting at the capacity the receiver
 //!   announced when linking (LINK / LINKREPLY carry it). One credit leaves per DATA sent.

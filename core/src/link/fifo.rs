@@ -43,6 +43,7 @@ impl<T> InOrderQueue<T> {
     /// Stores message `seq`, which must be less than `bound` ahead of the next one to hand
     /// out. Returns whether the next message just became available (a readable edge).
     /// On error the item comes back, so its buffer can be reused.
+    #[inline]
     pub fn insert(&mut self, seq: u64, item: T, bound: u64) -> Result<bool, (FifoError, T)> {
         let Some(offset) = seq.checked_sub(self.base) else {
             return Err((FifoError::Stale, item));
@@ -71,16 +72,48 @@ impl<T> InOrderQueue<T> {
     }
 
     /// Whether the next message in sequence is here.
+    #[inline]
     pub fn is_ready(&self) -> bool {
         matches!(self.slots.front(), Some(Some(_)))
     }
 
     /// The next message in sequence, if it is here, without removing it.
+    #[inline]
     pub fn peek(&self) -> Option<&T> {
         self.slots.front().and_then(Option::as_ref)
     }
 
+    /// The next message in sequence, if it is here, to change it in place.
+    pub fn peek_mut(&mut self) -> Option<&mut T> {
+        self.slots.front_mut().and_then(Option::as_mut)
+    }
+
+    /// Hands out the next sequence number without a message: the caller took its message
+    /// straight from the transport (it arrived in order). `false`, and no change, if that
+    /// message is already stored.
+    pub fn skip(&mut self) -> bool {
+        match self.slots.front() {
+            Some(Some(_)) => false,
+            Some(None) => {
+                self.slots.pop_front();
+                self.base += 1;
+                true
+            }
+            None => {
+                self.base += 1;
+                true
+            }
+        }
+    }
+
+    /// Whether `seq` is the next sequence number to hand out and its message is not
+    /// stored yet: a message arriving with it can be handed out at once.
+    pub fn expects(&self, seq: u64) -> bool {
+        seq == self.base && !matches!(self.slots.front(), Some(Some(_)))
+    }
+
     /// The next message in sequence, if it is here.
+    #[inline]
     pub fn pop(&mut self) -> Option<T> {
         if !self.is_ready() {
             return None;
@@ -127,6 +160,21 @@ mod tests {
         assert_eq!(q.len(), 3);
         assert_eq!((q.pop(), q.pop(), q.pop(), q.pop()), (Some('a'), Some('b'), Some('c'), None));
         assert_eq!(q.next_seq(), 3);
+    }
+
+    #[test]
+    fn skipping_hands_out_a_number_without_storing() {
+        let mut q = InOrderQueue::new();
+        assert!(q.expects(0));
+        assert_eq!(q.insert(1, 'b', 4), Ok(false));
+        assert!(q.skip());
+        assert_eq!(q.next_seq(), 1);
+        assert!(!q.expects(1) && !q.skip(), "message 1 is stored");
+        *q.peek_mut().unwrap() = 'B';
+        assert_eq!(q.pop(), Some('B'));
+        assert!(q.skip() && q.expects(3));
+        assert_eq!(q.insert(2, 'c', 4), Err((FifoError::Stale, 'c')));
+        assert!(q.is_empty());
     }
 
     #[test]

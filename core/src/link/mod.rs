@@ -59,6 +59,34 @@
 //! and handed the application every DATA the peer sent. `unlink` during the handshake
 //! cancels it ([`LinkPhase::Cancelling`]): the next proposal we send is a refusal, and if the
 //! link was already accepted on both sides it establishes and unlinks at once.
+//!
+//! # Messages larger than one DATA
+//!
+//! A message longer than the fragment size ([`Link::send_data`]) travels as consecutive DATA
+//! messages of the link: every fragment but the last is a DATA_MORE
+//! ([`crate::wire::message`]). Each fragment is an ordinary DATA for flow control and
+//! ordering: one credit, one sequence number, FIFO by [`InOrderQueue`], counted in UNLINK.
+//!
+//! * **Atomic sending.** A message is accepted whole or not at all: it needs one credit to
+//!   start, the fragments its credits cover leave at once, and the link keeps a copy of the
+//!   rest and sends it as FLOWs bring credits back. Meanwhile the link takes no other
+//!   message ([`Link::can_send`] is false), so the fragments of two messages never mix,
+//!   whoever sends them, and its UNLINK waits until the last fragment has left (the UNLINK
+//!   counts every DATA). Only a forced close ([`Link::abort`]) drops the rest.
+//! * **Atomic receiving.** Fragments join the message being reassembled only once they
+//!   reach the head of the FIFO (everything before them was taken), straight from the
+//!   transport's buffer when they arrive in order. A joined fragment's credit is owed back
+//!   at once, so a link of any capacity, even 1, carries a message of any size; the
+//!   completed message then holds one credit until the application takes it, like any
+//!   message. Fragments behind a message not taken yet wait in the FIFO holding their
+//!   credits. The application sees only whole messages; a link that closes with a message
+//!   partly received drops it ([`Link::drain_queued`]).
+//! * **Bounded memory.** A receiving link holds at most one message being reassembled or
+//!   waiting at the head (at most its largest message, [`Link::set_max_message`]; a larger
+//!   one is dropped fragment by fragment and reported, [`LinkSink::oversized`]) plus its
+//!   window of credits' worth of DATA messages. Heap beyond the FIFO: the reassembly
+//!   buffer, the set of fragments stored out of order (empty, without allocation, while
+//!   they arrive in order), and on the sending side the copy of a message's rest.
 
 mod backoff;
 mod fifo;
@@ -66,6 +94,7 @@ mod fifo;
 pub use backoff::Backoff;
 pub use fifo::{FifoError, InOrderQueue};
 
+use alloc::collections::BTreeSet;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -249,13 +278,27 @@ pub enum LinkEvent {
     },
 }
 
-/// Where a link puts its output.
+/// Where a link puts its output (and finds buffers for what it keeps).
 pub trait LinkSink {
     /// Sends `body` to the peer socket `peer`, stamped with our incarnation `local` (the
     /// sink adds the source and destination tags).
     fn send(&mut self, peer: &SocketId, local: LinkIncarnation, body: Body<'_>);
     /// Reports an event of link `local`.
     fn event(&mut self, local: LinkIncarnation, event: LinkEvent);
+    /// A buffer holding a copy of `bytes`: a received message the link keeps. A pool may
+    /// hand out a used buffer (the default allocates).
+    fn buffer(&mut self, bytes: &[u8]) -> Vec<u8> {
+        Vec::from(bytes)
+    }
+    /// A buffer the link no longer needs, for reuse (the default frees it).
+    fn recycle(&mut self, buf: Vec<u8>) {
+        drop(buf);
+    }
+    /// A message being reassembled grew larger than the link's largest message
+    /// ([`Link::set_max_message`]): it is dropped (the default does nothing more).
+    fn oversized(&mut self, local: LinkIncarnation) {
+        let _ = local;
+    }
 }
 
 /// The state of a link as its socket sees it (thesis §4.6.3).
@@ -324,7 +367,16 @@ pub enum DataError {
     AfterUnlink,
 }
 
-/// One link of a socket: handshake, flow control, FIFO queue and unlinking.
+/// The part of a fragmented message not sent yet: it leaves fragment by fragment as
+/// credits come back.
+#[derive(Debug)]
+struct Rest {
+    bytes: Vec<u8>,
+    offset: usize,
+    fragment: usize,
+}
+
+/// One link of a socket: handshake, flow control, FIFO queue, fragments and unlinking.
 ///
 /// Named by its local incarnation, unique on the node. Every method that may send takes a
 /// [`LinkSink`]. A link in [`LinkPhase::Closed`] has reported [`LinkEvent::Closed`] and is
@@ -346,9 +398,25 @@ pub struct Link {
     tx: SendCredits,
     sent: u64,
     rx: RecvCredits,
+    /// DATA messages received: whole messages, and fragments that could not join the
+    /// message being reassembled yet.
     fifo: InOrderQueue<Vec<u8>>,
+    /// The sequence numbers of the fragments in `fifo` that are not the last of their
+    /// message (DATA_MORE). Empty unless fragments arrive out of order or behind a message
+    /// not taken yet, so that whole messages need no flag.
+    rx_more: BTreeSet<u64>,
     peer_total: Option<u64>,
     unlink_sent: bool,
+    /// The unsent part of a message whose first fragments left; while it is here the link
+    /// takes no other message (and holds back its UNLINK).
+    tx_rest: Option<Rest>,
+    /// The fragments received so far of the message the application gets next.
+    rx_partial: Vec<u8>,
+    /// The message the application gets next is larger than `max_message`: its fragments
+    /// are dropped until its last one.
+    rx_discarding: bool,
+    /// Largest message reassembled.
+    max_message: usize,
 }
 
 impl Link {
@@ -375,8 +443,13 @@ impl Link {
             sent: 0,
             rx: RecvCredits::new(capacity, batch),
             fifo: InOrderQueue::new(),
+            rx_more: BTreeSet::new(),
             peer_total: None,
             unlink_sent: false,
+            tx_rest: None,
+            rx_partial: Vec::new(),
+            rx_discarding: false,
+            max_message: usize::MAX,
         }
     }
 
@@ -483,9 +556,16 @@ impl Link {
         self.tx.balance()
     }
 
-    /// Whether a DATA message may be sent now.
+    /// Whether a message may be sent now: established, a credit, and no message still
+    /// being sent (see [`Link::send_data`]).
+    #[inline]
     pub fn can_send(&self) -> bool {
-        self.phase == Phase::Established && self.tx.can_send()
+        self.phase == Phase::Established && self.tx.can_send() && self.tx_rest.is_none()
+    }
+
+    /// Whether fragments of a message sent earlier still wait for credits.
+    pub fn is_sending(&self) -> bool {
+        self.tx_rest.is_some()
     }
 
     /// Our receive capacity (what the peer may have outstanding).
@@ -498,7 +578,7 @@ impl Link {
         &self.rx
     }
 
-    /// Whether the next message in sequence is here.
+    /// Whether the next message in sequence is here (whole).
     pub fn has_message(&self) -> bool {
         self.fifo.is_ready()
     }
@@ -508,19 +588,27 @@ impl Link {
         self.fifo.peek().map(Vec::as_slice)
     }
 
-    /// Messages received and not yet taken (in order or waiting for an earlier one).
+    /// DATA messages received and not yet taken (in order or waiting for an earlier one;
+    /// a fragment counts as one, a message being reassembled not at all).
     pub fn queued(&self) -> usize {
         self.fifo.len()
     }
 
-    /// DATA messages sent on this link.
+    /// DATA messages sent on this link (every fragment counts).
     pub fn sent(&self) -> u64 {
         self.sent
     }
 
-    /// DATA messages handed to the application.
+    /// DATA messages handed to the application (every fragment counts, as soon as it joins
+    /// the message being reassembled).
     pub fn taken(&self) -> u64 {
         self.fifo.next_seq()
+    }
+
+    /// Sets the largest message this link reassembles (default: no limit). The fragments
+    /// of a larger one are dropped as they come ([`LinkSink::oversized`]).
+    pub fn set_max_message(&mut self, bytes: usize) {
+        self.max_message = bytes;
     }
 
     /// Whether data may still arrive or wait here to be taken (established or unlinking).
@@ -564,7 +652,11 @@ impl Link {
     }
 
     /// Removes the messages not yet taken (to reuse their buffers once the link closed).
+    /// A message partly received is dropped, never handed out.
     pub fn drain_queued(&mut self) -> impl Iterator<Item = Vec<u8>> + '_ {
+        self.rx_partial = Vec::new();
+        self.rx_discarding = false;
+        self.rx_more.clear();
         self.fifo.drain()
     }
 
@@ -711,6 +803,7 @@ impl Link {
     /// Whether traffic (DATA, FLOW, UNLINK, custom control) stamped with the peer's
     /// incarnation `incarnation` belongs to this link. Traffic while our acceptance is out
     /// means the peer established: the link establishes now.
+    #[inline]
     pub fn admits(&mut self, incarnation: LinkIncarnation, sink: &mut impl LinkSink) -> bool {
         let matches = self.peer.as_ref().is_some_and(|p| p.incarnation == incarnation);
         match self.phase {
@@ -747,15 +840,79 @@ impl Link {
 
     // ----- data -----
 
-    /// Sends a DATA message if a credit is available (one is consumed).
-    pub fn send_data(&mut self, payload: &[u8], sink: &mut impl LinkSink) -> bool {
-        if self.phase != Phase::Established || !self.tx.try_consume() {
-            return false;
+    /// Sends a message if the link can take one ([`Link::can_send`]); returns the credits
+    /// it used now, 0 if it cannot take it. A message of at most `fragment` bytes is one
+    /// DATA and takes one credit. A longer one is split into fragments of `fragment` bytes
+    /// (the last one shorter), one DATA each, each with its own credit and sequence number:
+    /// as many leave now as there are credits, and the link keeps a copy of the rest and
+    /// sends it as credits come back ([`Link::on_flow`]). The message is accepted all the
+    /// same; until its last fragment has left, the link takes no other message (so the
+    /// fragments of two messages never mix) and holds back its UNLINK.
+    #[inline]
+    pub fn send_data(&mut self, payload: &[u8], fragment: usize, sink: &mut impl LinkSink) -> u32 {
+        if payload.len() > fragment {
+            return self.send_fragments(payload, fragment, sink);
+        }
+        if self.phase != Phase::Established || self.tx_rest.is_some() || !self.tx.try_consume() {
+            return 0;
         }
         let seq = self.sent;
         self.sent += 1;
         sink.send(&self.peer_id, self.local, Body::Data { seq, payload });
-        true
+        1
+    }
+
+    /// [`Link::send_data`] of a message longer than one fragment.
+    #[inline(never)]
+    fn send_fragments(&mut self, payload: &[u8], fragment: usize, sink: &mut impl LinkSink) -> u32 {
+        if !self.can_send() {
+            return 0;
+        }
+        let fragment = fragment.max(1);
+        let mut offset = 0;
+        let mut used = 0;
+        while offset < payload.len() && self.tx.try_consume() {
+            let end = payload.len().min(offset + fragment);
+            self.send_fragment(&payload[offset..end], end < payload.len(), sink);
+            offset = end;
+            used += 1;
+        }
+        if offset < payload.len() {
+            let bytes = Vec::from(&payload[offset..]);
+            self.tx_rest = Some(Rest { bytes, offset: 0, fragment });
+        }
+        used
+    }
+
+    fn send_fragment(&mut self, bytes: &[u8], more: bool, sink: &mut impl LinkSink) {
+        let seq = self.sent;
+        self.sent += 1;
+        let body = if more {
+            Body::DataMore { seq, payload: bytes }
+        } else {
+            Body::Data { seq, payload: bytes }
+        };
+        sink.send(&self.peer_id, self.local, body);
+    }
+
+    /// Sends fragments of the message in progress while credits last; once its last one
+    /// left, the UNLINK held back goes.
+    fn send_rest(&mut self, sink: &mut impl LinkSink) {
+        let Some(mut rest) = self.tx_rest.take() else { return };
+        if !self.carries_data() {
+            return;
+        }
+        while rest.offset < rest.bytes.len() && self.tx.try_consume() {
+            let end = rest.bytes.len().min(rest.offset + rest.fragment);
+            let more = end < rest.bytes.len();
+            self.send_fragment(&rest.bytes[rest.offset..end], more, sink);
+            rest.offset = end;
+        }
+        if rest.offset < rest.bytes.len() {
+            self.tx_rest = Some(rest);
+        } else if self.phase == Phase::Unlinking {
+            self.start_unlink(sink);
+        }
     }
 
     /// Sends a custom control message (no credit needed) while the link carries data.
@@ -767,32 +924,182 @@ impl Link {
         true
     }
 
-    /// Stores DATA message `seq`. Call after [`Link::admits`]. Returns whether the next
-    /// message just became available; on error the buffer comes back.
-    pub fn on_data(&mut self, seq: u64, payload: Vec<u8>) -> Result<bool, (DataError, Vec<u8>)> {
+    /// Receives DATA (`more`: DATA_MORE) message `seq`. Call after [`Link::admits`].
+    /// Returns whether the next message just became available.
+    ///
+    /// Fragments are joined only at the head of the FIFO: once every message before them
+    /// was taken, a fragment joins the message being reassembled and its credit is owed
+    /// back at once (so a link of capacity 1 still carries a message of any size); the
+    /// last fragment completes the message, which then holds one credit until taken, like
+    /// any message. Fragments behind an untaken message wait in the FIFO, each holding its
+    /// credit. So a link holds at most one message being reassembled or waiting (at most
+    /// the largest message) plus a capacity's worth of DATA messages.
+    #[inline]
+    pub fn on_data(
+        &mut self,
+        seq: u64,
+        payload: &[u8],
+        more: bool,
+        sink: &mut impl LinkSink,
+    ) -> Result<bool, DataError> {
         if !self.carries_data() {
-            return Err((DataError::NotEstablished, payload));
+            return Err(DataError::NotEstablished);
         }
         if self.peer_total.is_some_and(|total| seq >= total) {
-            return Err((DataError::AfterUnlink, payload));
+            return Err(DataError::AfterUnlink);
         }
-        self.fifo
-            .insert(seq, payload, self.rx.window_bound())
-            .map_err(|(e, payload)| (DataError::Fifo(e), payload))
+        if more || !self.rx_partial.is_empty() || self.rx_discarding {
+            return self.on_fragment(seq, payload, more, sink);
+        }
+        // A whole message (the usual case): stored at its place.
+        let bytes = sink.buffer(payload);
+        self.fifo.insert(seq, bytes, self.rx.window_bound()).map_err(|(e, bytes)| {
+            sink.recycle(bytes);
+            DataError::Fifo(e)
+        })
     }
 
-    /// The peer's FLOW. Call after [`Link::admits`]. Returns whether the link just became
-    /// able to send.
-    pub fn on_flow(&mut self, update: FlowUpdate) -> bool {
-        self.tx.apply(update)
+    /// [`Link::on_data`] of a fragment, or of anything while a message is reassembled.
+    #[inline(never)]
+    fn on_fragment(
+        &mut self,
+        seq: u64,
+        payload: &[u8],
+        more: bool,
+        sink: &mut impl LinkSink,
+    ) -> Result<bool, DataError> {
+        let bound = self.rx.window_bound();
+        if bound > 0 && self.fifo.expects(seq) {
+            // A fragment at the head of the FIFO: joined straight from the transport's
+            // buffer, not stored.
+            let fits = self.rx_partial.len().saturating_add(payload.len()) <= self.max_message;
+            if more || self.rx_discarding || !fits {
+                self.fifo.skip();
+                self.join(payload, !more, sink);
+                self.owe_one(sink);
+                return Ok(self.assemble(sink));
+            }
+            // The last fragment: the whole message takes its place at the head.
+            let mut whole = core::mem::take(&mut self.rx_partial);
+            whole.extend_from_slice(payload);
+            return self.fifo.insert(seq, whole, bound).map_err(|(e, bytes)| {
+                sink.recycle(bytes);
+                DataError::Fifo(e)
+            });
+        }
+        // Out of order, or behind a message not taken yet: stored until it is at the head.
+        let bytes = sink.buffer(payload);
+        match self.fifo.insert(seq, bytes, bound) {
+            Ok(edge) => {
+                if more {
+                    self.rx_more.insert(seq);
+                }
+                Ok(if edge { self.assemble(sink) } else { false })
+            }
+            Err((e, bytes)) => {
+                sink.recycle(bytes);
+                Err(DataError::Fifo(e))
+            }
+        }
+    }
+
+    /// Whether the message at the head of the FIFO is a fragment other than the last.
+    fn head_is_more(&mut self) -> bool {
+        let head = self.fifo.next_seq();
+        // (Only fragments still stored are listed; never one below the head.)
+        while self.rx_more.first().is_some_and(|&seq| seq < head) {
+            self.rx_more.pop_first();
+        }
+        self.rx_more.first() == Some(&head)
+    }
+
+    /// Adds a fragment to the message being reassembled (`last`: it ends the message,
+    /// which is too large, since a whole message is never joined here).
+    fn join(&mut self, bytes: &[u8], last: bool, sink: &mut impl LinkSink) {
+        if self.rx_discarding {
+            if last {
+                self.rx_discarding = false;
+            }
+            return;
+        }
+        if self.rx_partial.len().saturating_add(bytes.len()) > self.max_message {
+            self.drop_partial(sink);
+            self.rx_discarding = !last;
+            return;
+        }
+        self.rx_partial.extend_from_slice(bytes);
+    }
+
+    fn drop_partial(&mut self, sink: &mut impl LinkSink) {
+        self.rx_partial = Vec::new();
+        sink.oversized(self.local);
+    }
+
+    /// A DATA message left the FIFO without reaching the application (it joined a message
+    /// being reassembled): its credit is owed back.
+    fn owe_one(&mut self, sink: &mut impl LinkSink) {
+        let update = self.rx.on_taken();
+        self.send_flow(update, sink);
+    }
+
+    /// Joins the fragments at the head of the FIFO into the message being reassembled;
+    /// returns whether a whole message is at the head.
+    #[inline(never)]
+    fn assemble(&mut self, sink: &mut impl LinkSink) -> bool {
+        loop {
+            let more = self.head_is_more();
+            let partial = self.rx_partial.len();
+            let discarding = self.rx_discarding;
+            let max = self.max_message;
+            let Some(head) = self.fifo.peek_mut() else { return false };
+            if !more && !discarding && partial == 0 {
+                return true;
+            }
+            if !more && !discarding && partial.saturating_add(head.len()) <= max {
+                // The last fragment: the message takes its place at the head.
+                self.rx_partial.extend_from_slice(head);
+                core::mem::swap(head, &mut self.rx_partial);
+                let spent = core::mem::take(&mut self.rx_partial);
+                sink.recycle(spent);
+                return true;
+            }
+            let Some(bytes) = self.fifo.pop() else { return false };
+            if more {
+                self.rx_more.pop_first();
+            }
+            if more || discarding {
+                self.join(&bytes, !more, sink);
+            } else {
+                // The last fragment of a message that grew too large.
+                self.drop_partial(sink);
+            }
+            sink.recycle(bytes);
+            self.owe_one(sink);
+        }
+    }
+
+    /// The peer's FLOW. Call after [`Link::admits`]. Sends what the credits allow of a
+    /// message in progress; returns whether the link just became able to send.
+    pub fn on_flow(&mut self, update: FlowUpdate, sink: &mut impl LinkSink) -> bool {
+        let could = self.can_send();
+        self.tx.apply(update);
+        if self.tx_rest.is_some() {
+            self.send_rest(sink);
+        }
+        !could && self.can_send()
     }
 
     /// Hands the next message in sequence to the application, returning credits when a
     /// batch is full and closing the link if it was the last one owed.
+    #[inline]
     pub fn take(&mut self, sink: &mut impl LinkSink) -> Option<Vec<u8>> {
         let payload = self.fifo.pop()?;
         let update = self.rx.on_taken();
         self.send_flow(update, sink);
+        if !self.rx_more.is_empty() {
+            // Fragments behind the message taken may join now.
+            self.assemble(sink);
+        }
         self.maybe_finish(sink);
         Some(payload)
     }
@@ -938,7 +1245,8 @@ impl Link {
 
     fn start_unlink(&mut self, sink: &mut impl LinkSink) {
         self.phase = Phase::Unlinking;
-        if !self.unlink_sent {
+        // The UNLINK counts every DATA sent: it waits for the last fragment in progress.
+        if !self.unlink_sent && self.tx_rest.is_none() {
             self.unlink_sent = true;
             sink.send(&self.peer_id, self.local, Body::Unlink { sent: self.sent });
         }
@@ -955,6 +1263,9 @@ impl Link {
     fn close(&mut self, sink: &mut impl LinkSink) {
         self.phase = Phase::Closed;
         self.retry_at = None;
+        // A message still being sent is dropped (the socket's linger expired): its
+        // fragments that left are never delivered, since the peer cannot complete it.
+        self.tx_rest = None;
         sink.event(self.local, LinkEvent::Closed { established: self.was_established });
     }
 }

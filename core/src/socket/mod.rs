@@ -26,7 +26,10 @@
 //!
 //! Link management (LINK, LINKREPLY, UNLINK), FLOW and custom control messages travel
 //! without credits; DATA needs one ([`crate::flow`]) and is delivered in order per link
-//! ([`crate::link::InOrderQueue`]). A LINK for a tag with no socket is answered by an ERROR
+//! ([`crate::link::InOrderQueue`]). A message longer than [`LayerConfig::max_fragment`]
+//! travels as several DATA messages of one link, a credit each, and is delivered whole or
+//! not at all, up to [`LayerConfig::max_payload`] (see "Messages larger than one DATA" in
+//! [`crate::link`]). A LINK for a tag with no socket is answered by an ERROR
 //! socket-not-found built as if the missing socket replied; other messages for unknown
 //! sockets or old links are dropped and counted ([`LayerStats`]).
 //!
@@ -127,7 +130,8 @@ pub enum SocketError {
     NoLinks,
     /// Nothing can be done now (no credit, no message); try again when ready.
     WouldBlock,
-    /// The payload is larger than [`LayerConfig::max_payload`].
+    /// The message is larger than [`LayerConfig::max_payload`] (or a protocol's metadata
+    /// larger than [`LayerConfig::max_fragment`]).
     TooLarge,
     /// The socket has its maximum number of links.
     LinkLimit,
@@ -153,7 +157,7 @@ impl fmt::Display for SocketError {
             SocketError::Unsupported => f.write_str("operation not supported by this socket type"),
             SocketError::NoLinks => f.write_str("socket has no links"),
             SocketError::WouldBlock => f.write_str("operation would block"),
-            SocketError::TooLarge => f.write_str("payload too large"),
+            SocketError::TooLarge => f.write_str("message too large"),
             SocketError::LinkLimit => f.write_str("socket has its maximum number of links"),
             SocketError::UnknownLink => f.write_str("no such link"),
             SocketError::InvalidPeer => f.write_str("a socket cannot link to itself"),
@@ -283,6 +287,9 @@ pub struct LayerStats {
     pub events_dropped: u64,
     /// Outgoing messages that could not be encoded.
     pub encode_failures: u64,
+    /// Fragmented messages dropped as they were reassembled, being larger than
+    /// [`LayerConfig::max_payload`] (the sender allows larger messages than we do).
+    pub oversized: u64,
 }
 
 /// The timer entry of a socket's close linger (incarnations start at 1).
@@ -312,8 +319,9 @@ struct RouteCache {
     from: NodeId,
     src: TagId,
     dst: TagId,
-    /// What every DATA message of the route starts with ([`message::data_prefix`]): a
-    /// payload that starts so is routed without decoding its tags.
+    /// What every DATA message of the route starts with ([`message::data_prefix`]; a
+    /// DATA_MORE differs only in its kind's low bit): a payload that starts so is routed
+    /// without decoding its tags.
     prefix: [u8; message::DATA_PREFIX_MAX + 1],
     prefix_len: usize,
     /// The sender's incarnation of the link, named in its messages.
@@ -349,9 +357,18 @@ impl RouteCache {
 
     /// The rest of `bytes` after the route's DATA prefix, if `bytes` came from `from` and
     /// starts with it.
+    #[inline]
     fn tail<'a>(&self, from: &NodeId, bytes: &'a [u8]) -> Option<&'a [u8]> {
         let rest = bytes.strip_prefix(&self.prefix[..self.prefix_len])?;
         (self.from == *from).then_some(rest)
+    }
+
+    /// The body of `bytes` if it is a DATA_MORE of this route from `from` (or a DATA: the
+    /// general case of [`RouteCache::tail`]).
+    #[cold]
+    fn fragment<'a>(&self, from: &NodeId, bytes: &'a [u8]) -> Option<Body<'a>> {
+        let body = message::decode_routed_data(&self.prefix[..self.prefix_len], bytes)?;
+        (self.from == *from).then_some(body)
     }
 }
 
@@ -403,6 +420,20 @@ impl LinkSink for Sink<'_> {
 
     fn event(&mut self, local: LinkIncarnation, event: LinkEvent) {
         self.shared.link_events.push((local, event));
+    }
+
+    #[inline]
+    fn buffer(&mut self, bytes: &[u8]) -> Vec<u8> {
+        self.shared.out.pool.copy_of(bytes)
+    }
+
+    #[inline]
+    fn recycle(&mut self, buf: Vec<u8>) {
+        self.shared.out.pool.give(buf);
+    }
+
+    fn oversized(&mut self, _: LinkIncarnation) {
+        self.shared.stats.oversized += 1;
     }
 }
 
@@ -473,11 +504,12 @@ impl Socket {
     fn start_link(&mut self, peer: SocketId, shared: &mut Shared) -> LinkIncarnation {
         let inc = shared.next_incarnation();
         let capacity = self.link_capacity();
-        let link = {
+        let mut link = {
             let me = local_meta(&*self.protocol);
             let mut sink = Sink { tag: &self.id.tag, shared };
             Link::initiate(inc, peer.clone(), capacity, self.options.batch, &me, &mut sink)
         };
+        link.set_max_message(shared.config.max_payload);
         shared.route = None;
         self.by_peer.insert(peer, inc);
         self.links.insert(inc, link);
@@ -516,7 +548,7 @@ impl Socket {
                     (None, Proposal::Accept) => {
                         let inc = sink.shared.next_incarnation();
                         let batch = self.options.batch;
-                        let link = Link::accept_request(
+                        let mut link = Link::accept_request(
                             inc,
                             peer.clone(),
                             info,
@@ -525,6 +557,7 @@ impl Socket {
                             &me,
                             &mut sink,
                         );
+                        link.set_max_message(sink.shared.config.max_payload);
                         sink.shared.route = None;
                         self.by_peer.insert(peer, inc);
                         self.links.insert(inc, link);
@@ -561,7 +594,11 @@ impl Socket {
                     _ => shared.stats.stale += 1,
                 }
             }
-            Body::Unlink { .. } | Body::Flow { .. } | Body::Data { .. } | Body::Custom { .. } => {
+            Body::Unlink { .. }
+            | Body::Flow { .. }
+            | Body::Data { .. }
+            | Body::DataMore { .. }
+            | Body::Custom { .. } => {
                 self.handle_traffic(key, existing, msg.link, &msg.body, shared);
             }
         }
@@ -592,17 +629,17 @@ impl Socket {
             Body::Unlink { sent } => link.on_unlink(sent, &mut sink),
             Body::Flow { credits, capacity_delta } => {
                 let update = FlowUpdate { credits, capacity_delta };
-                ready = link.on_flow(update);
-                shared.credit(key, inc, update.net());
+                let before = link.credits();
+                // Fragments of a message in progress may take the credits at once.
+                ready = link.on_flow(update, &mut sink);
+                let delta = link.credits() - before;
+                shared.credit(key, inc, delta);
             }
-            Body::Data { seq, payload } => {
-                let buf = shared.out.pool.copy_of(payload);
-                match link.on_data(seq, buf) {
+            Body::Data { seq, payload } | Body::DataMore { seq, payload } => {
+                let more = matches!(body, Body::DataMore { .. });
+                match link.on_data(seq, payload, more, &mut sink) {
                     Ok(edge) => ready = edge,
-                    Err((_, buf)) => {
-                        shared.stats.violations += 1;
-                        shared.out.pool.give(buf);
-                    }
+                    Err(_) => shared.stats.violations += 1,
                 }
             }
             Body::Custom { kind, body } => {
@@ -783,7 +820,9 @@ impl SocketLayer {
         self.create_socket_with(tag, protocol, SocketOptions::DEFAULT)
     }
 
-    /// Creates a socket: it takes link requests at once.
+    /// Creates a socket: it takes link requests at once. [`SocketError::TooLarge`] if the
+    /// protocol's metadata is longer than [`LayerConfig::max_fragment`] (LINK and
+    /// LINKREPLY carry it in one message).
     pub fn create_socket_with(
         &mut self,
         tag: TagId,
@@ -792,6 +831,9 @@ impl SocketLayer {
     ) -> Result<SocketKey, SocketError> {
         if self.by_tag.contains_key(&tag) {
             return Err(SocketError::TagInUse);
+        }
+        if protocol.metadata().len() > self.shared.config.max_fragment {
+            return Err(SocketError::TooLarge);
         }
         if self.live >= self.shared.config.max_sockets {
             return Err(SocketError::TooManySockets);
@@ -1038,7 +1080,11 @@ impl SocketLayer {
 
     /// Sends a data message where the socket's protocol routes it. Never blocks:
     /// [`SocketError::WouldBlock`] when no link can take it now, [`SocketError::NoLinks`]
-    /// when the socket has no link at all.
+    /// when the socket has no link at all, [`SocketError::TooLarge`] beyond
+    /// [`LayerConfig::max_payload`]. A message longer than [`LayerConfig::max_fragment`]
+    /// goes in fragments ([`Link::send_data`]): it is accepted whole (the link keeps what
+    /// its credits do not cover yet) and its link takes no other message until the last
+    /// fragment has left.
     pub fn send(&mut self, key: SocketKey, payload: &[u8]) -> Result<(), SocketError> {
         let (s, shared) = self.parts(key).ok_or(SocketError::Closed)?;
         if s.closing {
@@ -1056,11 +1102,13 @@ impl SocketLayer {
         match s.protocol.route_send(&LinkSet::new(&s.links), payload) {
             Route::One(inc) => {
                 let link = s.links.get_mut(&inc).ok_or(SocketError::WouldBlock)?;
+                let fragment = shared.config.max_fragment;
                 let mut sink = Sink { tag: &s.id.tag, shared };
-                if !link.send_data(payload, &mut sink) {
+                let used = link.send_data(payload, fragment, &mut sink);
+                if used == 0 {
                     return Err(SocketError::WouldBlock);
                 }
-                shared.credit(key, inc, -1);
+                shared.credit(key, inc, -i64::from(used));
             }
             Route::Every => {
                 let mut targets = s.links.values().filter(|l| l.phase() == LinkPhase::Established);
@@ -1072,11 +1120,11 @@ impl SocketLayer {
                 {
                     return Err(SocketError::WouldBlock);
                 }
+                let fragment = shared.config.max_fragment;
                 for (inc, link) in s.links.iter_mut() {
                     let mut sink = Sink { tag: &s.id.tag, shared };
-                    if link.send_data(payload, &mut sink) {
-                        shared.credit(key, *inc, -1);
-                    }
+                    let used = link.send_data(payload, fragment, &mut sink);
+                    shared.credit(key, *inc, -i64::from(used));
                 }
             }
             Route::Blocked => return Err(SocketError::WouldBlock),
@@ -1106,11 +1154,13 @@ impl SocketLayer {
         if !l.carries_data() {
             return Err(SocketError::UnknownLink);
         }
+        let fragment = shared.config.max_fragment;
         let mut sink = Sink { tag: &s.id.tag, shared };
-        if !l.send_data(payload, &mut sink) {
+        let used = l.send_data(payload, fragment, &mut sink);
+        if used == 0 {
             return Err(SocketError::WouldBlock);
         }
-        shared.credit(key, link, -1);
+        shared.credit(key, link, -i64::from(used));
         Ok(())
     }
 
@@ -1226,7 +1276,7 @@ impl SocketLayer {
     /// Handles a socket message that arrived from node `from`.
     pub fn handle_message(&mut self, now: Instant, from: &NodeId, msg: &Message<'_>) {
         self.shared.stats.messages_in += 1;
-        let data = matches!(msg.body, Body::Data { .. });
+        let data = matches!(msg.body, Body::Data { .. } | Body::DataMore { .. });
         if data && let Some(route) = self.shared.route.as_ref().filter(|r| r.matches(from, msg)) {
             let (key, link) = (route.key, route.link);
             if let Some((s, shared)) = self.parts(key) {
@@ -1269,16 +1319,14 @@ impl SocketLayer {
             && let Some(rest) = route.tail(from, bytes)
             && let Some((seq, payload)) = message::decode_data_tail(rest)
         {
-            let (key, link, their_link) = (route.key, route.link, route.their_link);
-            self.shared.stats.messages_in += 1;
-            if let Some((s, shared)) = self.parts(key) {
-                let body = Body::Data { seq, payload };
-                s.handle_traffic(key, Some(link), their_link, &body, shared);
-                if shared.is_quiet() {
-                    return Ok(());
-                }
-            }
-            self.after(key);
+            self.handle_routed(&Body::Data { seq, payload });
+            return Ok(());
+        }
+        // A fragment of that stream (its kind differs in one bit).
+        if let Some(route) = &self.shared.route
+            && let Some(body) = route.fragment(from, bytes)
+        {
+            self.handle_routed(&body);
             return Ok(());
         }
         match message::decode(bytes) {
@@ -1291,6 +1339,21 @@ impl SocketLayer {
                 Err(e)
             }
         }
+    }
+
+    /// Handles DATA or DATA_MORE of the cached route ([`Shared::route`], which must be set).
+    #[inline(always)]
+    fn handle_routed(&mut self, body: &Body<'_>) {
+        let Some(route) = &self.shared.route else { return };
+        let (key, link, their_link) = (route.key, route.link, route.their_link);
+        self.shared.stats.messages_in += 1;
+        if let Some((s, shared)) = self.parts(key) {
+            s.handle_traffic(key, Some(link), their_link, body, shared);
+            if shared.is_quiet() {
+                return;
+            }
+        }
+        self.after(key);
     }
 
     /// Answers a LINK for a missing socket with ERROR socket-not-found, as if that socket

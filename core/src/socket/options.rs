@@ -52,9 +52,20 @@ impl Default for SocketOptions {
 /// Limits of a [`crate::socket::SocketLayer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct LayerConfig {
-    /// Largest data payload `send` accepts, in bytes. Default 1200 (it must leave room for
-    /// the message header within the transport's payload limit).
+    /// Largest message `send` accepts, in bytes, and the largest a link reassembles (the
+    /// fragments of a larger one are dropped and counted,
+    /// [`crate::socket::LayerStats::oversized`]: configure both ends alike). Default 16 MiB.
+    ///
+    /// A receiving link holds at most one message of this size being reassembled or
+    /// waiting to be taken, plus its capacity's worth of DATA messages of at most
+    /// [`LayerConfig::max_fragment`] bytes each (see [`crate::link::Link::on_data`]).
     pub max_payload: usize,
+    /// Largest payload of one DATA message, in bytes: a message up to this size is one
+    /// DATA (one credit), a longer one is split into fragments of this size. It must leave
+    /// room for the message header within the transport's payload limit (the header adds
+    /// at most 82 bytes: [`crate::wire::message::DATA_PREFIX_MAX`] plus a sequence number).
+    /// Also the longest metadata a socket protocol may have. Default 1200.
+    pub max_fragment: usize,
     /// Most sockets at once. Default 1024.
     pub max_sockets: usize,
     /// Most undrained [`crate::socket::SocketEvent`]s; later ones are dropped and counted.
@@ -71,7 +82,8 @@ pub struct LayerConfig {
 impl LayerConfig {
     /// The defaults listed on each field.
     pub const DEFAULT: LayerConfig = LayerConfig {
-        max_payload: 1200,
+        max_payload: 16 << 20,
+        max_fragment: 1200,
         max_sockets: 1024,
         max_events: 4096,
         credit_events: false,

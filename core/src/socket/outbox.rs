@@ -31,6 +31,7 @@ impl BufferPool {
     }
 
     /// A buffer holding a copy of `bytes`.
+    #[inline]
     pub(crate) fn copy_of(&mut self, bytes: &[u8]) -> Vec<u8> {
         let mut buf = self.free.pop().unwrap_or_default();
         buf.clear();

@@ -172,6 +172,7 @@ impl<'a> LinkSet<'a> {
 
     /// The first link after `after` (wrapping around; from the start when `None`) for which
     /// `pred` holds: the step of a round robin.
+    #[inline]
     pub fn next_after(
         &self,
         after: Option<LinkIncarnation>,
@@ -270,6 +271,7 @@ impl RoundRobin {
     }
 
     /// The next link after the last one picked for which `pred` holds; remembers it.
+    #[inline]
     pub fn pick(
         &mut self,
         links: &LinkSet<'_>,

@@ -18,11 +18,20 @@
 //! | `04` | UNLINK | number of DATA messages sent on this link (varint) |
 //! | `05` | FLOW | credits returned (varint, u32), capacity change (zigzag varint, i32) |
 //! | `06` | DATA | sequence number on the link (varint), payload (rest) |
+//! | `07` | DATA_MORE | as DATA, and more fragments of the same socket message follow |
 //! | `40`..=`FF` | custom control | body (rest), defined by the socket protocol |
 //!
-//! Kinds `07`..=`3F` are reserved for the core; decoding them is an error. Kind `00` is never a
+//! Kinds `08`..=`3F` are reserved for the core; decoding them is an error. Kind `00` is never a
 //! socket message: a TOKEN payload starting with [`RAW_PAYLOAD`] carries raw bytes of the
 //! node-to-node datagram service instead.
+//!
+//! # Fragments
+//!
+//! A socket message larger than one transport payload travels as consecutive DATA messages
+//! of one link (consecutive sequence numbers): every fragment but the last is a DATA_MORE,
+//! the last one a DATA. DATA_MORE is DATA with the low bit of its kind set, so a message
+//! that fits one fragment (a plain DATA) costs no byte more than before fragments existed.
+//! A DATA_MORE is never empty; a DATA may be (an empty message).
 //!
 //! A refusing LINKREPLY (accept bit clear) has no capacity to give: its capacity field carries
 //! the refusal code instead (see `link::RefusalCode`), and its reason field the text.
@@ -51,6 +60,10 @@ const KIND_LINKREPLY: u8 = 0x03;
 const KIND_UNLINK: u8 = 0x04;
 const KIND_FLOW: u8 = 0x05;
 const KIND_DATA: u8 = 0x06;
+/// DATA with the "more fragments follow" bit ([`MORE`]) set.
+const KIND_DATA_MORE: u8 = KIND_DATA | MORE;
+/// The bit of a DATA kind byte that marks a fragment other than the last.
+const MORE: u8 = 0x01;
 /// First byte of a TOKEN payload that is not a socket message but raw bytes of the
 /// node-to-node datagram service ([`decode`] rejects it as an unknown kind).
 pub const RAW_PAYLOAD: u8 = 0x00;
@@ -134,11 +147,20 @@ pub enum Body<'a> {
         /// Change of the receiver's capacity (relative, so FLOW messages commute).
         capacity_delta: i32,
     },
-    /// Application data.
+    /// Application data: a whole socket message, or the last fragment of one.
     Data {
         /// Sequence number on the link, from 0, for FIFO delivery.
         seq: u64,
         /// The application's bytes.
+        payload: &'a [u8],
+    },
+    /// A fragment of a socket message other than its last (kind DATA_MORE): the next DATA
+    /// or DATA_MORE of the link continues the message. Exactly like [`Body::Data`]
+    /// otherwise (one credit, one sequence number).
+    DataMore {
+        /// Sequence number on the link, from 0, for FIFO delivery.
+        seq: u64,
+        /// The fragment's bytes (never empty).
         payload: &'a [u8],
     },
     /// A control message of a socket protocol.
@@ -195,6 +217,12 @@ impl Message<'_> {
                 varint_len(credits.into()) + varint_len(zigzag(capacity_delta))
             }
             Body::Data { seq, payload } => varint_len(seq) + payload.len(),
+            Body::DataMore { seq, payload } => {
+                if payload.is_empty() {
+                    return Err(EncodeError::BadValue);
+                }
+                varint_len(seq) + payload.len()
+            }
             Body::Custom { kind, body } => {
                 if kind < FIRST_CUSTOM_KIND {
                     return Err(EncodeError::BadValue);
@@ -213,6 +241,7 @@ impl Message<'_> {
             Body::Unlink { .. } => KIND_UNLINK,
             Body::Flow { .. } => KIND_FLOW,
             Body::Data { .. } => KIND_DATA,
+            Body::DataMore { .. } => KIND_DATA_MORE,
             Body::Custom { kind, .. } => kind,
         }
     }
@@ -261,7 +290,7 @@ pub fn encode(msg: &Message<'_>, buf: &mut [u8]) -> Result<usize, EncodeError> {
             w.varint(credits.into());
             w.varint(zigzag(capacity_delta));
         }
-        Body::Data { seq, payload } => {
+        Body::Data { seq, payload } | Body::DataMore { seq, payload } => {
             w.varint(seq);
             w.bytes(payload);
         }
@@ -275,7 +304,7 @@ pub fn encode(msg: &Message<'_>, buf: &mut [u8]) -> Result<usize, EncodeError> {
 pub fn decode(input: &[u8]) -> Result<Message<'_>, DecodeError> {
     let mut r = Reader::new(input);
     let kind = r.u8()?;
-    if kind > KIND_DATA && kind < FIRST_CUSTOM_KIND || kind == 0 {
+    if kind > KIND_DATA_MORE && kind < FIRST_CUSTOM_KIND || kind == 0 {
         return Err(DecodeError::UnknownMessageKind(kind));
     }
     let (src_tag, dst_tag) = r.id_pair(TAG_ID_MAX_LEN)?;
@@ -309,6 +338,14 @@ pub fn decode(input: &[u8]) -> Result<Message<'_>, DecodeError> {
             Body::Flow { credits: r.varint_u32()?, capacity_delta: unzigzag(r.varint_u32()?) }
         }
         KIND_DATA => Body::Data { seq: r.varint()?, payload: r.rest() },
+        KIND_DATA_MORE => {
+            let seq = r.varint()?;
+            let payload = r.rest();
+            if payload.is_empty() {
+                return Err(DecodeError::BadValue);
+            }
+            Body::DataMore { seq, payload }
+        }
         custom => Body::Custom { kind: custom, body: r.rest() },
     };
     if !r.is_empty() {
@@ -343,6 +380,33 @@ pub fn decode_data_tail(rest: &[u8]) -> Option<(u64, &[u8])> {
     let mut r = Reader::new(rest);
     let seq = r.varint().ok()?;
     Some((seq, r.rest()))
+}
+
+/// The body of a DATA or DATA_MORE message whose [`data_prefix`] is `prefix` (only from
+/// [`data_prefix`]): `None` if `bytes` does not start with it (a DATA_MORE matches it too:
+/// only the low bit of its kind differs) or if what follows is malformed (then [`decode`] of
+/// the whole message reports why). Whatever it reads, [`decode`] reads alike.
+#[inline]
+pub fn decode_routed_data<'a>(prefix: &[u8], bytes: &'a [u8]) -> Option<Body<'a>> {
+    if prefix.first() != Some(&KIND_DATA) {
+        return None;
+    }
+    if let Some(rest) = bytes.strip_prefix(prefix) {
+        let (seq, payload) = decode_data_tail(rest)?;
+        return Some(Body::Data { seq, payload });
+    }
+    decode_routed_fragment(prefix, bytes)
+}
+
+/// [`decode_routed_data`] of anything but a DATA: a DATA_MORE, or not this route's data.
+fn decode_routed_fragment<'a>(prefix: &[u8], bytes: &'a [u8]) -> Option<Body<'a>> {
+    let (_, tags) = prefix.split_first()?;
+    let (&kind, rest) = bytes.split_first()?;
+    if kind != KIND_DATA_MORE {
+        return None;
+    }
+    let (seq, payload) = decode_data_tail(rest.strip_prefix(tags)?)?;
+    (!payload.is_empty()).then_some(Body::DataMore { seq, payload })
 }
 
 #[cfg(test)]
@@ -391,6 +455,41 @@ mod tests {
         assert!(!bytes[..n].starts_with(&a[..la]));
         assert_eq!(data_prefix("", "d", LinkIncarnation(1), &mut a), None);
         assert_eq!(decode_data_tail(&[0x80]), None);
+    }
+
+    #[test]
+    fn a_fragment_differs_from_data_only_in_the_low_bit_of_its_kind() {
+        let link = LinkIncarnation(9);
+        let mut prefix = [0u8; DATA_PREFIX_MAX + 1];
+        let len = data_prefix("s", "d", link, &mut prefix).unwrap();
+        let prefix = &prefix[..len];
+        let mut data = [0u8; 32];
+        let mut more = [0u8; 32];
+        let body = Body::Data { seq: 3, payload: b"xy" };
+        let n = encode(&Message { src_tag: "s", dst_tag: "d", link, body }, &mut data).unwrap();
+        let fragment = Body::DataMore { seq: 3, payload: b"xy" };
+        let m = encode(&Message { src_tag: "s", dst_tag: "d", link, body: fragment }, &mut more)
+            .unwrap();
+        assert_eq!(n, m);
+        assert_eq!(data[0] ^ more[0], MORE);
+        assert_eq!(data[1..n], more[1..m]);
+        assert_eq!(decode_routed_data(prefix, &data[..n]), Some(body));
+        assert_eq!(decode_routed_data(prefix, &more[..m]), Some(fragment));
+        // An empty fragment is malformed, routed or not.
+        let len = prefix.len() + 1;
+        assert_eq!(decode_routed_data(prefix, &more[..len]), None);
+        assert_eq!(decode(&more[..len]), Err(DecodeError::BadValue));
+        assert_eq!(
+            decode_routed_data(prefix, &data[..len]),
+            Some(Body::Data { seq: 3, payload: b"" })
+        );
+        // Another kind, tag or link is not this route's data.
+        let mut flow = [0u8; 32];
+        let body = Body::Flow { credits: 3, capacity_delta: 0 };
+        let k = encode(&Message { src_tag: "s", dst_tag: "d", link, body }, &mut flow).unwrap();
+        assert_eq!(decode_routed_data(prefix, &flow[..k]), None);
+        assert_eq!(decode_routed_data(prefix, &data[..2]), None);
+        assert_eq!(decode_routed_data(&[], &data[..n]), None);
     }
 
     #[test]
