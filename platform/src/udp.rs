@@ -4,6 +4,17 @@
 //! reused from call to call: nothing is allocated per datagram. On Linux one `recvmmsg` /
 //! `sendmmsg` moves up to 64 datagrams; elsewhere the batch is a loop of `recvmsg` / `sendto`.
 //!
+//! On Linux the batches also use UDP segmentation offload where the kernel has it: queued
+//! datagrams that follow each other to the same destination with the same length (the last
+//! may be shorter) leave as one message with a `UDP_SEGMENT` control message (GSO, one trip
+//! down the stack for up to 64 datagrams), and a socket read with slots of at least
+//! 65,535 bytes turns on `UDP_GRO`, so that the kernel may hand over several datagrams of one
+//! sender coalesced into one buffer, which [`RecvBatch`] splits again. Callers see the same
+//! datagrams either way. A socket whose kernel refuses either option, or fails a segmented
+//! send in a way that blames the offload, carries on without it (see [`UdpSocket::send_batch`]);
+//! the environment variable `A3M_UDP_OFFLOAD=off` (read once per process) turns both off for
+//! every socket.
+//!
 //! Both batch calls follow std's convention for non-blocking sockets: `Ok(n)` with `n >= 1`
 //! when something moved, `Err(e)` with `e.kind() == io::ErrorKind::WouldBlock` when nothing
 //! could (then wait for [`crate::reactor::Event::Readable`] / `Writable`).
@@ -51,6 +62,8 @@ pub struct UdpConfig {
 /// A non-blocking UDP socket (IPv4 or IPv6, after the address it is bound to).
 pub struct UdpSocket {
     socket: Socket,
+    /// What segmentation offload the socket uses (nothing outside Linux).
+    offload: sys::Offload,
 }
 
 impl UdpSocket {
@@ -70,7 +83,8 @@ impl UdpSocket {
             socket.set_send_buffer_size(size)?;
         }
         socket.bind(&SockAddr::from(addr))?;
-        Ok(UdpSocket { socket })
+        let offload = sys::Offload::new(&socket);
+        Ok(UdpSocket { socket, offload })
     }
 
     /// The address the socket is bound to (with the port the system chose for port 0).
@@ -101,14 +115,23 @@ impl UdpSocket {
     }
 
     /// Receives waiting datagrams into `batch` (replacing what it held): `Ok(n)` with
-    /// `1 <= n <= batch.capacity()`, or `WouldBlock` when none is waiting.
+    /// `n == batch.len() >= 1`, or `WouldBlock` when none is waiting.
+    ///
+    /// One receive fills at most [`RecvBatch::capacity`] slots, so `n` is at most the capacity
+    /// unless the kernel coalesced datagrams (GRO, Linux, slots of at least 65,535 bytes): a
+    /// slot then holds several, and `n` counts datagrams, not slots. Either way, `n` below
+    /// the capacity means the socket had nothing more waiting.
     ///
     /// A datagram longer than the batch's slots is cut to the slot and marked
     /// [`Datagram::truncated`]. An error that follows some datagrams is left for the next call.
+    ///
+    /// The first receive into slots of 65,535 bytes or more turns GRO on for good: read such a
+    /// socket with such batches only, since a coalesced buffer cut by a smaller slot loses the
+    /// datagrams of its tail (the last one kept is reported truncated).
     pub fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
-        batch.filled = 0;
-        sys::recv(&self.socket, batch)?;
-        Ok(batch.filled)
+        batch.clear();
+        sys::recv(&self.socket, &self.offload, batch)?;
+        Ok(batch.len())
     }
 
     /// Sends datagrams from the front of `batch` and removes those sent: `Ok(n)` with `n >= 1`
@@ -118,8 +141,35 @@ impl UdpSocket {
     /// Any other error concerns the datagram at the front: it is removed from the batch
     /// (retrying would fail the same way) and the error returned, so the caller can count it
     /// and call again for the rest.
+    ///
+    /// On Linux, runs of datagrams to one destination go as segmented (GSO) messages. When
+    /// such a message at the front fails, the call resends without segmentation instead of
+    /// reporting the error: the error is reported (and the front datagram removed) only if
+    /// the datagram fails alone too. If it goes through alone, segmentation was to blame: an
+    /// `EIO` turns GSO off for this socket, an `EINVAL` or `EMSGSIZE` (a path MTU below the
+    /// segment size) turns it off for segments of that size and longer.
     pub fn send_batch(&self, batch: &mut SendBatch) -> io::Result<usize> {
-        sys::send(&self.socket, batch)
+        sys::send(&self.socket, &self.offload, batch)
+    }
+
+    /// Whether sends may use UDP segmentation offload (GSO) now, for some segment size.
+    #[doc(hidden)]
+    pub fn gso_enabled(&self) -> bool {
+        self.offload.gso_enabled()
+    }
+
+    /// Whether the kernel may coalesce received datagrams (UDP GRO) on this socket.
+    #[doc(hidden)]
+    pub fn gro_enabled(&self) -> bool {
+        self.offload.gro_enabled()
+    }
+
+    /// Turns segmentation offload off for this socket, as a kernel without it would: sends
+    /// go one message per datagram and GRO is not turned on. (GRO already on stays on, and
+    /// coalesced buffers are still split.) For tests and measurements.
+    #[doc(hidden)]
+    pub fn disable_offload(&self) {
+        self.offload.disable();
     }
 }
 
@@ -155,23 +205,32 @@ pub struct Datagram<'a> {
     pub truncated: bool,
 }
 
+/// Where a received datagram lies: in slot `slot`, bytes `start..start + len` of `data`.
 #[derive(Debug, Clone, Copy)]
-struct RecvSlot {
-    from: SocketAddr,
-    len: usize,
+struct RecvPiece {
+    slot: u32,
+    start: u32,
+    len: u32,
     truncated: bool,
 }
 
 const UNSPECIFIED: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
 
 /// Reusable storage for the datagrams of one [`UdpSocket::recv_batch`].
+///
+/// The kernel fills one slot per receive; a slot holds one datagram, or several that the
+/// kernel coalesced (GRO), which the batch lists separately.
 pub struct RecvBatch {
     data: Vec<u8>,
     slot_size: usize,
-    slots: Vec<RecvSlot>,
-    /// Source addresses as the kernel writes them.
+    /// Source address of each slot filled.
+    from: Vec<SocketAddr>,
+    /// Source addresses as the kernel writes them, one per slot.
     names: Vec<libc::sockaddr_storage>,
-    filled: usize,
+    /// Slots the last receive filled.
+    slots_filled: usize,
+    /// The datagrams of those slots, in arrival order (more than the slots with GRO).
+    pieces: Vec<RecvPiece>,
 }
 
 impl RecvBatch {
@@ -181,19 +240,22 @@ impl RecvBatch {
     /// If either is zero.
     pub fn new(capacity: usize, slot_size: usize) -> RecvBatch {
         assert!(capacity > 0 && slot_size > 0, "a receive batch needs room for a datagram");
-        let empty = RecvSlot { from: UNSPECIFIED, len: 0, truncated: false };
+        let size = capacity.checked_mul(slot_size).expect("receive batch too large");
+        assert!(u32::try_from(size).is_ok(), "receive batch larger than 4 GiB");
         RecvBatch {
-            data: vec![0; capacity * slot_size],
+            data: vec![0; size],
             slot_size,
-            slots: vec![empty; capacity],
+            from: vec![UNSPECIFIED; capacity],
             names: vec![zeroed_sockaddr(); capacity],
-            filled: 0,
+            slots_filled: 0,
+            pieces: Vec::with_capacity(capacity),
         }
     }
 
-    /// How many datagrams one receive can hold.
+    /// How many slots one receive can fill: the most datagrams it can hold, unless the kernel
+    /// coalesces them (GRO, see [`UdpSocket::recv_batch`]).
     pub fn capacity(&self) -> usize {
-        self.slots.len()
+        self.names.len()
     }
 
     /// The largest datagram a slot holds whole.
@@ -203,41 +265,83 @@ impl RecvBatch {
 
     /// How many datagrams the last receive delivered.
     pub fn len(&self) -> usize {
-        self.filled
+        self.pieces.len()
     }
 
     /// Whether the batch holds no datagram.
     pub fn is_empty(&self) -> bool {
-        self.filled == 0
+        self.pieces.is_empty()
+    }
+
+    /// How many slots the last receive filled: [`RecvBatch::len`], or fewer if the kernel
+    /// coalesced datagrams (GRO).
+    #[doc(hidden)]
+    pub fn slots_filled(&self) -> usize {
+        self.slots_filled
     }
 
     /// The `index`th datagram of the last receive.
     pub fn get(&self, index: usize) -> Option<Datagram<'_>> {
-        (index < self.filled).then(|| {
-            let slot = self.slots[index];
-            let start = index * self.slot_size;
-            Datagram {
-                from: slot.from,
-                data: &self.data[start..start + slot.len],
-                truncated: slot.truncated,
-            }
-        })
+        self.pieces.get(index).map(|piece| self.datagram(piece))
     }
 
     /// The datagrams of the last receive, in arrival order.
     pub fn iter(&self) -> impl Iterator<Item = Datagram<'_>> + '_ {
-        (0..self.filled).filter_map(|i| self.get(i))
+        self.pieces.iter().map(|piece| self.datagram(piece))
     }
 
     /// Forgets the datagrams held.
     pub fn clear(&mut self) {
-        self.filled = 0;
+        self.slots_filled = 0;
+        self.pieces.clear();
     }
 
-    /// Records datagram `index` once the kernel has filled its slot and name.
-    fn set(&mut self, index: usize, len: usize, name_len: libc::socklen_t, truncated: bool) {
-        let from = socket_addr(&self.names[index], name_len).unwrap_or(UNSPECIFIED);
-        self.slots[index] = RecvSlot { from, len: len.min(self.slot_size), truncated };
+    fn datagram(&self, piece: &RecvPiece) -> Datagram<'_> {
+        let start = piece.start as usize;
+        Datagram {
+            from: self.from[piece.slot as usize],
+            data: &self.data[start..start + piece.len as usize],
+            truncated: piece.truncated,
+        }
+    }
+
+    /// Records slot `slot` once the kernel has filled it and its name: `len` bytes came (more
+    /// than the slot if `truncated`), holding datagrams of `segment` bytes each (the last may
+    /// be shorter) if the kernel coalesced them, one datagram if `segment` is `None`.
+    fn record(
+        &mut self,
+        slot: usize,
+        len: usize,
+        name_len: libc::socklen_t,
+        truncated: bool,
+        segment: Option<usize>,
+    ) {
+        debug_assert_eq!(slot, self.slots_filled, "slots are recorded in order");
+        self.from[slot] = socket_addr(&self.names[slot], name_len).unwrap_or(UNSPECIFIED);
+        self.slots_filled = slot + 1;
+        let kept = len.min(self.slot_size);
+        let base = slot * self.slot_size;
+        // In bounds of `data`, whose length fits in u32 (checked by `new`).
+        let piece = |offset: usize, len: usize, truncated| RecvPiece {
+            slot: slot as u32,
+            start: (base + offset) as u32,
+            len: len as u32,
+            truncated,
+        };
+        let Some(segment) = segment.filter(|&s| s > 0 && s < len) else {
+            self.pieces.push(piece(0, kept, truncated));
+            return;
+        };
+        // Whole segments, then the shorter last one; if the buffer was cut, what is left of
+        // the segment it was cut in (perhaps nothing) is the truncated last datagram.
+        let mut offset = 0;
+        while kept - offset >= segment {
+            self.pieces.push(piece(offset, segment, false));
+            offset += segment;
+        }
+        if offset < kept || truncated {
+            self.pieces.push(piece(offset, kept - offset, truncated));
+        }
     }
 }
 
@@ -246,7 +350,8 @@ impl fmt::Debug for RecvBatch {
         f.debug_struct("RecvBatch")
             .field("capacity", &self.capacity())
             .field("slot_size", &self.slot_size)
-            .field("len", &self.filled)
+            .field("slots_filled", &self.slots_filled)
+            .field("len", &self.len())
             .finish()
     }
 }
@@ -466,6 +571,66 @@ mod tests {
         batch.commit(addr(9), 3);
         assert!(batch.next_slot().is_none());
         assert_eq!(batch.iter().next(), Some((addr(9), &b"xyz"[..])));
+    }
+
+    /// The datagrams of `batch` as (offset in its storage, length, truncated).
+    fn pieces(batch: &RecvBatch) -> Vec<(usize, usize, bool)> {
+        let base = batch.data.as_ptr() as usize;
+        batch.iter().map(|d| (d.data.as_ptr() as usize - base, d.data.len(), d.truncated)).collect()
+    }
+
+    #[test]
+    fn coalesced_slots_are_split() {
+        let mut batch = RecvBatch::new(3, 100);
+        batch.record(0, 30, 0, false, None);
+        // Three segments of 25 and a shorter last one.
+        batch.record(1, 90, 0, false, Some(25));
+        // Exactly two segments; a segment size at least the length is one datagram.
+        batch.record(2, 50, 0, false, Some(25));
+        assert_eq!(batch.slots_filled(), 3);
+        assert_eq!(
+            pieces(&batch),
+            vec![
+                (0, 30, false),
+                (100, 25, false),
+                (125, 25, false),
+                (150, 25, false),
+                (175, 15, false),
+                (200, 25, false),
+                (225, 25, false),
+            ]
+        );
+        assert_eq!(batch.len(), 7);
+        assert_eq!(batch.get(6).unwrap().data.len(), 25);
+        assert!(batch.get(7).is_none());
+        batch.clear();
+        batch.record(0, 40, 0, false, Some(40));
+        batch.record(1, 0, 0, false, Some(25));
+        assert_eq!(pieces(&batch), vec![(0, 40, false), (100, 0, false)]);
+    }
+
+    #[test]
+    fn cut_coalesced_slot_ends_with_a_truncated_datagram() {
+        let mut batch = RecvBatch::new(2, 100);
+        // Cut inside the fifth segment of 24: four whole ones, then 4 bytes of the fifth.
+        batch.record(0, 100, 0, true, Some(24));
+        // Cut at a segment boundary: the lost rest shows as an empty truncated datagram.
+        batch.record(1, 100, 0, true, Some(25));
+        assert_eq!(
+            pieces(&batch),
+            vec![
+                (0, 24, false),
+                (24, 24, false),
+                (48, 24, false),
+                (72, 24, false),
+                (96, 4, true),
+                (100, 25, false),
+                (125, 25, false),
+                (150, 25, false),
+                (175, 25, false),
+                (200, 0, true),
+            ]
+        );
     }
 
     #[test]

@@ -1,14 +1,33 @@
 //! Systems without `recvmmsg`/`sendmmsg` here: a loop of `recvmsg` (which reports truncation
-//! and the source address) and `sendto`.
+//! and the source address) and `sendto`, without segmentation offload.
 
 use super::{RecvBatch, SendBatch};
 use socket2::Socket;
 use std::io;
 use std::os::fd::AsRawFd;
 
-pub(super) fn recv(socket: &Socket, batch: &mut RecvBatch) -> io::Result<()> {
-    while batch.filled < batch.capacity() {
-        let index = batch.filled;
+/// No segmentation offload here.
+pub(super) struct Offload;
+
+impl Offload {
+    pub(super) fn new(_socket: &Socket) -> Offload {
+        Offload
+    }
+
+    pub(super) fn disable(&self) {}
+
+    pub(super) fn gso_enabled(&self) -> bool {
+        false
+    }
+
+    pub(super) fn gro_enabled(&self) -> bool {
+        false
+    }
+}
+
+pub(super) fn recv(socket: &Socket, _offload: &Offload, batch: &mut RecvBatch) -> io::Result<()> {
+    while batch.slots_filled < batch.capacity() {
+        let index = batch.slots_filled;
         let start = index * batch.slot_size;
         let mut iovec = libc::iovec {
             iov_base: batch.data[start..start + batch.slot_size].as_mut_ptr().cast(),
@@ -30,16 +49,19 @@ pub(super) fn recv(socket: &Socket, batch: &mut RecvBatch) -> io::Result<()> {
                 continue;
             }
             // After some datagrams, the error waits for the next call.
-            return if batch.filled > 0 { Ok(()) } else { Err(err) };
+            return if batch.slots_filled > 0 { Ok(()) } else { Err(err) };
         }
         let truncated = header.msg_flags & libc::MSG_TRUNC != 0;
-        batch.set(index, received as usize, header.msg_namelen, truncated);
-        batch.filled += 1;
+        batch.record(index, received as usize, header.msg_namelen, truncated, None);
     }
     Ok(())
 }
 
-pub(super) fn send(socket: &Socket, batch: &mut SendBatch) -> io::Result<usize> {
+pub(super) fn send(
+    socket: &Socket,
+    _offload: &Offload,
+    batch: &mut SendBatch,
+) -> io::Result<usize> {
     let mut sent = 0;
     while !batch.is_empty() {
         let slot = &batch.slots[batch.head];
