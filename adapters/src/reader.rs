@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use a3m_platform::netwatch::NetWatch;
 use a3m_platform::reactor::{Event, Events, Interest, Reactor, Token};
 use a3m_platform::udp::{RecvBatch, SendBatch, UdpSocket};
 use parking_lot::MutexGuard;
@@ -26,6 +27,8 @@ const HOLD_BYTES: usize = 64 * 1024;
 
 /// Socket token of the node's UDP socket in the reactor.
 pub(crate) const SOCKET: Token = Token(0);
+/// Token of the watch on the host's addresses and links.
+pub(crate) const NETWATCH: Token = Token(1);
 
 /// The reader thread's own state: the reactor, the socket and reusable batch buffers.
 pub(crate) struct Reader {
@@ -36,11 +39,17 @@ pub(crate) struct Reader {
     recv: RecvBatch,
     send: SendBatch,
     watching_writable: bool,
+    /// Address and link changes (None where the system offers no such events).
+    netwatch: Option<NetWatch>,
 }
 
 impl Reader {
     pub(crate) fn new(shared: Arc<Shared>, reactor: Reactor, socket: Arc<UdpSocket>) -> Self {
         let max = shared.max_datagram;
+        // Without a watch, peers still learn a move from our next datagram, only later.
+        let netwatch = NetWatch::new()
+            .ok()
+            .filter(|w| reactor.register(w, NETWATCH, Interest::READABLE).is_ok());
         Self {
             shared,
             reactor,
@@ -49,6 +58,7 @@ impl Reader {
             recv: RecvBatch::new(BATCH, 65_536),
             send: SendBatch::new(BATCH, max),
             watching_writable: false,
+            netwatch,
         }
     }
 
@@ -69,7 +79,10 @@ impl Reader {
     /// One round: wait for something to do, then receive, run timers, and send.
     fn turn(&mut self) -> std::io::Result<()> {
         self.wait()?;
-        let readable = self.events.iter().any(|e| matches!(e, Event::Readable(_)));
+        let readable = self.events.iter().any(|e| matches!(e, Event::Readable(SOCKET)));
+        if self.events.iter().any(|e| matches!(e, Event::Readable(NETWATCH))) {
+            self.announce_if_moved();
+        }
         self.switch_socket_if_rebound()?;
         if readable {
             self.receive()?;
@@ -88,6 +101,26 @@ impl Reader {
         match found {
             Some(result) => result,
             None => self.reactor.wait(&mut self.events, None),
+        }
+    }
+
+    /// An address or a link changed: the kernel may now pick another source address for our
+    /// datagrams (a socket bound to a wildcard address), or a path that was down is back.
+    /// Peers are told at once where we are (a status each, repeated until answered), instead
+    /// of when our next datagram happens to go: a peer waiting for us would wait forever.
+    fn announce_if_moved(&mut self) {
+        let Some(watch) = &self.netwatch else { return };
+        match watch.changed() {
+            Ok(false) => {}
+            Ok(true) => {
+                let now = self.shared.precise_now();
+                self.shared.state.lock().core.announce(now);
+            }
+            // The watch only speeds things up: without it, peers learn a move later.
+            Err(_) => {
+                let _ = self.reactor.deregister(watch);
+                self.netwatch = None;
+            }
         }
     }
 

@@ -6,6 +6,7 @@
 //!   on Linux).
 //! * [`parker`]: the thread parker that implements the core's waiting for std threads.
 
+pub mod netwatch;
 pub mod parker;
 pub mod reactor;
 pub mod udp;

@@ -532,6 +532,23 @@ impl SendRecord {
         if self.pto_count == PERSISTENT_PTOS {
             self.congestion.on_persistent_congestion(self.next_seq);
         }
+        self.queue_probes();
+    }
+
+    /// Our address changed (or a link came back): what was backing off waited for a path
+    /// that is gone. Probe now and resend the outstanding request, with a fresh backoff.
+    pub(crate) fn on_path_change(&mut self) {
+        self.pto_count = 0;
+        if let Some(request) = &mut self.request {
+            request.due = true;
+        }
+        if self.bytes_in_flight > 0 {
+            self.queue_probes();
+        }
+    }
+
+    /// Queues the probes of a probe timeout.
+    fn queue_probes(&mut self) {
         // The oldest tokens sent and not acknowledged, whether in flight or declared lost and
         // waiting for the congestion window (a probe goes outside it).
         let mut chosen: heapless::Vec<u64, { PROBES as usize }> = heapless::Vec::new();

@@ -366,6 +366,10 @@ impl Node {
         // Mobility: the peer now sends from here.
         if peer.heard(now, from) {
             self.env.stats.address_changes += 1;
+            // Whatever was backing off waited for the old path: probe the new one now.
+            if let Some(send) = &mut peer.send {
+                send.on_path_change();
+            }
         }
         for record in datagram.records() {
             peer.on_record(&mut self.env, now, &src, record);
@@ -375,7 +379,8 @@ impl Node {
 
     /// Tells every peer in the table where this node is now, after its address changed
     /// (peers otherwise learn it only from the next datagram this node sends them). Each peer
-    /// gets a small status record, repeated with backoff a few times until it answers.
+    /// gets a small status record, repeated with backoff a few times until it answers; send
+    /// records probe at once and restart their backoff (it waited for the old path).
     pub fn announce(&mut self, now: Instant) {
         for peer in self.peers.values_mut() {
             if peer.addr.is_some() {

@@ -118,6 +118,9 @@ impl Peer {
     /// answers (a few times at most).
     pub(crate) fn announce(&mut self, now: Instant) {
         self.announce = Some((0, now));
+        if let Some(send) = &mut self.send {
+            send.on_path_change();
+        }
     }
 
     /// True unless the peer may still wait for an ACK of ours (see [`RecvRecord::settled`]).
