@@ -25,7 +25,22 @@ installed() {
     done
 }
 
-if ! installed; then
+# The workspace's rust-version: an older rustc-web (bookworm's own 1.85, installed when the
+# security lists were stale) cannot build it.
+required="$(sed -n 's/^rust-version *= *"\([0-9.]*\)".*/\1/p' Cargo.toml | head -n 1)"
+too_old() {
+    local have
+    have="$(dpkg-query -W -f='${Version}' rustc-web 2>/dev/null | sed 's/[^0-9.].*//')"
+    [ -n "$required" ] && [ -n "$have" ] &&
+        [ "$(printf '%s\n%s\n' "$required" "$have" | sort -V | head -n 1)" != "$required" ]
+}
+
+if installed && too_old; then
+    echo "cross.sh: rustc-web is older than rust-version $required: refreshing the lists"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y "${debs[@]}"
+elif ! installed; then
     export DEBIAN_FRONTEND=noninteractive
     # The -web packages come from the bookworm-security lists: refresh them only when the
     # packages are unknown to apt.

@@ -12,7 +12,8 @@
 //!
 //! Options: `--capacity` (messages the link may have waiting, default 4096),
 //! `--datagram` (largest UDP datagram, default 65507), `--timeout` (seconds without a
-//! message before giving up, default 60).
+//! message before giving up, default 60), `--stats` (print the transport's counters to
+//! stderr at the end).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -20,7 +21,8 @@ use std::time::{Duration, Instant};
 use a3m::{Error, NodeBuilder, Pull, SocketOptions};
 use a3m_examples::{Args, fail};
 
-const KNOWN: &[&str] = &["node", "bind", "tag", "count", "capacity", "datagram", "timeout"];
+const KNOWN: &[&str] =
+    &["node", "bind", "tag", "count", "capacity", "datagram", "timeout", "stats"];
 
 fn main() {
     let args = Args::from_env();
@@ -82,6 +84,9 @@ fn main() {
         "pull took {elapsed:.3}s from the first message: {:.0} msgs/s",
         received as f64 / elapsed
     );
+    if args.has("stats") {
+        eprintln!("pull transport: {:?}", node.stats());
+    }
     drop(pull);
     drop(node);
     println!("pull received={received} in_order={in_order} duplicates={duplicates}");

@@ -12,7 +12,8 @@
 //! until the pull socket exists, so the two may start in any order.
 //!
 //! Options: `--tag` (default `source`), `--datagram` (largest UDP datagram, default 65507),
-//! `--timeout` (seconds to wait for the link and for the close, default 60).
+//! `--timeout` (seconds to wait for the link and for the close, default 60), `--stats`
+//! (print the transport's counters to stderr at the end).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -21,7 +22,7 @@ use a3m::NodeBuilder;
 use a3m_examples::{Args, fail};
 
 const KNOWN: &[&str] =
-    &["node", "bind", "peer", "link", "count", "size", "tag", "datagram", "timeout"];
+    &["node", "bind", "peer", "link", "count", "size", "tag", "datagram", "timeout", "stats"];
 
 fn main() {
     let args = Args::from_env();
@@ -78,6 +79,9 @@ fn main() {
         sent.as_secs_f64(),
         delivered.as_secs_f64()
     );
+    if args.has("stats") {
+        eprintln!("push transport: {:?}", node.stats());
+    }
     let closed = node.close(timeout).unwrap_or_else(|e| fail(&format!("node close: {e}")));
     if closed.unacknowledged > 0 {
         fail(&format!("{} messages unacknowledged at close", closed.unacknowledged));
