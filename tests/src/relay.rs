@@ -643,6 +643,22 @@ impl Shared {
     }
 }
 
+/// Socket buffers the relay asks for: a burst of datagrams must wait in the kernel, not be
+/// dropped there, or the relay would add loss of its own to the loss it is told to inject.
+const SOCKET_BUFFER: usize = 8 << 20;
+
+/// A UDP socket bound to `addr` with [`SOCKET_BUFFER`]-byte buffers (as large as the system
+/// allows: the kernel caps them at `net.core.rmem_max`/`wmem_max` without failing).
+fn bind_with_buffers(addr: SocketAddr) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort: a smaller buffer only makes the relay drop more under bursts.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
 /// A bound relay, not yet running: see [`Relay::spawn`].
 #[derive(Debug)]
 pub struct Relay {
@@ -655,8 +671,8 @@ impl Relay {
     /// Binds the listen socket and the server-side socket (an ephemeral port on the listen IP).
     pub fn bind(config: RelayConfig) -> io::Result<Relay> {
         config.faults.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let listen = UdpSocket::bind(config.listen)?;
-        let upstream = UdpSocket::bind(SocketAddr::new(config.listen.ip(), 0))?;
+        let listen = bind_with_buffers(config.listen)?;
+        let upstream = bind_with_buffers(SocketAddr::new(config.listen.ip(), 0))?;
         Ok(Relay { listen, upstream, config })
     }
 

@@ -9,10 +9,12 @@
 //! * one decrease per *recovery period*: losses of tokens sent before the period began (the
 //!   same burst) do not shrink it again;
 //! * a loss while the RTT shows no queue (the smoothed RTT near the smallest seen) is taken
-//!   for noise on the path, as TCP Veno does for wireless links: it ends slow start (growth
-//!   becomes linear) but does not shrink the window. A loss-based window halved at every
-//!   random loss keeps only a few datagrams in flight at 5 % loss; a queue that fills shows
-//!   in the RTT first, and its losses do shrink the window;
+//!   for noise on the path, as TCP Veno does for wireless links: the window is left alone. A
+//!   loss-based window halved (or whose slow start ends) at every random loss keeps only a
+//!   few datagrams in flight at 5 % loss; a queue that fills shows in the RTT first, and its
+//!   losses do shrink the window;
+//! * slow start ends when the RTT shows a queue building (the idea of HyStart++, RFC 9406),
+//!   not only at the first loss;
 //! * persistent congestion (several probe timeouts in a row) drops it to the minimum;
 //! * a recovery found to be spurious (the "lost" token was acknowledged after all: it was
 //!   only reordered) is undone, so reordering costs no goodput.
@@ -60,13 +62,23 @@ impl Congestion {
     }
 
     /// `bytes` of tokens sent in transmission `seq` were acknowledged, with `in_flight` bytes
-    /// (before this ACK) outstanding.
-    pub(crate) fn on_ack(&mut self, seq: u64, bytes: usize, in_flight: usize) {
+    /// (before this ACK) outstanding; `queue_building` tells whether the RTT shows a queue.
+    pub(crate) fn on_ack(
+        &mut self,
+        seq: u64,
+        bytes: usize,
+        in_flight: usize,
+        queue_building: bool,
+    ) {
         if seq < self.recovery_until {
             // Acknowledgements of the burst that lost tokens do not grow the window.
             return;
         }
         self.before_recovery = None;
+        if queue_building && self.window < self.ssthresh {
+            // A queue is building: the path is full, leave slow start.
+            self.ssthresh = self.window;
+        }
         // Application-limited: the window was not used, so it was not tested.
         if in_flight.saturating_add(bytes) < self.window / 2 {
             return;
@@ -90,7 +102,6 @@ impl Congestion {
             return;
         }
         if queue_is_short {
-            self.ssthresh = self.ssthresh.min(self.window);
             return;
         }
         self.before_recovery = Some((self.window, self.ssthresh));
@@ -127,17 +138,17 @@ mod tests {
     fn slow_start_then_one_decrease_per_recovery_period() {
         let mut cc = Congestion::new(1200);
         assert_eq!(cc.window(), 12_000);
-        cc.on_ack(1, 6000, 12_000);
+        cc.on_ack(1, 6000, 12_000, false);
         assert_eq!(cc.window(), 18_000);
         cc.on_loss(2, 10, false);
         assert_eq!(cc.window(), 12_600);
         // Losses of the same burst (sent before transmission 10) change nothing more.
         cc.on_loss(5, 11, false);
-        cc.on_ack(9, 1200, 12_600);
+        cc.on_ack(9, 1200, 12_600, false);
         assert_eq!(cc.window(), 12_600);
         // Congestion avoidance: one datagram per window acknowledged.
         for _ in 0..10 {
-            cc.on_ack(10, 1260, 12_600);
+            cc.on_ack(10, 1260, 12_600, false);
         }
         assert_eq!(cc.window(), 13_800);
     }
@@ -145,7 +156,7 @@ mod tests {
     #[test]
     fn an_application_limited_sender_does_not_grow_the_window() {
         let mut cc = Congestion::new(1200);
-        cc.on_ack(1, 100, 0);
+        cc.on_ack(1, 100, 0, false);
         assert_eq!(cc.window(), 12_000);
     }
 
@@ -163,12 +174,15 @@ mod tests {
     }
 
     #[test]
-    fn a_loss_without_a_queue_only_ends_slow_start() {
+    fn a_loss_without_a_queue_changes_nothing_and_a_queue_ends_slow_start() {
         let mut cc = Congestion::new(1200);
         cc.on_loss(1, 5, true);
         assert_eq!(cc.window(), 12_000);
-        // Linear growth from now on: one datagram per window acknowledged.
-        cc.on_ack(6, 12_000, 12_000);
-        assert_eq!(cc.window(), 13_200);
+        cc.on_ack(6, 12_000, 12_000, false);
+        assert_eq!(cc.window(), 24_000, "still in slow start");
+        // The RTT shows a queue: linear growth from now on.
+        cc.on_ack(7, 12_000, 24_000, true);
+        cc.on_ack(7, 12_000, 24_000, true);
+        assert_eq!(cc.window(), 25_200);
     }
 }

@@ -77,12 +77,20 @@ impl Rtt {
     /// of the smallest one (at least 2 ms). A loss then is more likely noise on the path
     /// (radio, a lossy hop) than a full queue (TCP Veno's distinction).
     pub(crate) fn queue_is_short(&self) -> bool {
-        match (self.srtt, self.min_rtt) {
-            (Some(srtt), Some(min)) => {
-                srtt.saturating_sub(min) <= (min / 4).max(2 * LOSS_GRANULARITY_MICROS)
-            }
-            _ => false,
-        }
+        self.queueing().is_some_and(|building| !building)
+    }
+
+    /// True if the samples show a queue building up (the opposite of
+    /// [`Rtt::queue_is_short`]; false while there is no sample).
+    pub(crate) fn queue_is_building(&self) -> bool {
+        self.queueing().unwrap_or(false)
+    }
+
+    /// Whether the smoothed RTT is more than a quarter (at least 2 ms) above the smallest;
+    /// `None` before the first sample.
+    fn queueing(&self) -> Option<bool> {
+        let (srtt, min) = (self.srtt?, self.min_rtt?);
+        Some(srtt.saturating_sub(min) > (min / 4).max(2 * LOSS_GRANULARITY_MICROS))
     }
 
     /// The probe timeout before probe number `probes + 1` (RFC 9002 §6.2.1): the smoothed

@@ -407,6 +407,7 @@ impl SendRecord {
         let base = self.acked_base;
         let prior_largest = self.largest_acked.map(|(seq, _)| seq);
         let in_flight_before = self.bytes_in_flight;
+        let queue_building = rtt.queue_is_building();
         // The newly acknowledged token of the newest transmission: (seq, sent, sends).
         let mut newest: Option<(u64, Instant, u32)> = None;
         let mut acked = 0usize;
@@ -428,7 +429,12 @@ impl SendRecord {
                 let Some(token) = entry.take() else { continue };
                 if token.counted {
                     self.bytes_in_flight -= token.cost();
-                    self.congestion.on_ack(token.seq, token.cost(), in_flight_before);
+                    self.congestion.on_ack(
+                        token.seq,
+                        token.cost(),
+                        in_flight_before,
+                        queue_building,
+                    );
                 }
                 if token.queued {
                     self.tx_bytes = self.tx_bytes.saturating_sub(token.payload.len());
@@ -706,10 +712,11 @@ impl SendRecord {
             .then(|| self.last_send + rtt.probe_timeout(self.pto_count, env.params.ack_delay))
     }
 
-    /// When the outstanding request is sent again.
-    fn request_at(&self, rtt: &Rtt) -> Option<Instant> {
+    /// When the outstanding request is sent again: after a probe timeout (a lost request
+    /// or grant stops the stream once the envelopes run out, and a request is small).
+    fn request_at(&self, env: &Env, rtt: &Rtt) -> Option<Instant> {
         let request = self.request.filter(|r| !r.due && r.sends > 0)?;
-        Some(request.last_sent + rtt.timeout(request.sends))
+        Some(request.last_sent + rtt.probe_timeout(request.sends - 1, env.params.ack_delay))
     }
 
     /// Loss, probe, request and idle timers.
@@ -720,7 +727,7 @@ impl SendRecord {
         if self.probe_at(env, rtt).is_some_and(|t| t <= now) {
             self.on_probe_timeout(env);
         }
-        if self.request_at(rtt).is_some_and(|t| t <= now)
+        if self.request_at(env, rtt).is_some_and(|t| t <= now)
             && let Some(request) = &mut self.request
         {
             request.due = true;
@@ -750,10 +757,16 @@ impl SendRecord {
     /// When `on_timeout` must run next.
     pub(crate) fn deadline(&self, env: &Env, rtt: &Rtt) -> Option<Instant> {
         let idle = self.is_idle().then(|| self.last_active + env.params.idle_timeout);
-        [self.loss_at, self.probe_at(env, rtt), self.request_at(rtt), idle, self.report_at(env)]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.loss_at,
+            self.probe_at(env, rtt),
+            self.request_at(env, rtt),
+            idle,
+            self.report_at(env),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 
