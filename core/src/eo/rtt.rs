@@ -95,8 +95,9 @@ impl Rtt {
 
     /// The probe timeout before probe number `probes + 1` (RFC 9002 §6.2.1): the smoothed
     /// RTT, plus four variations (at least [`LOSS_GRANULARITY_MICROS`]), plus the time the
-    /// peer may hold an ACK back, doubled for every probe already sent, at most the maximum.
-    /// Not bounded below by the minimum timeout: a probe is two tokens, cheap to send early.
+    /// peer may hold an ACK back, doubled for every probe already sent, within the minimum and
+    /// the maximum timeout. (Without the minimum, a stream on a sub-millisecond path wakes
+    /// its timer thread every millisecond or so for nothing: 10-20 % of loopback throughput.)
     /// Before the first sample, [`Rtt::timeout`].
     pub(crate) fn probe_timeout(&self, probes: u32, ack_delay: Duration) -> Duration {
         let Some(srtt) = self.srtt else { return self.timeout(probes.saturating_add(1)) };
@@ -104,7 +105,7 @@ impl Rtt {
             .saturating_add(self.rttvar.saturating_mul(4).max(LOSS_GRANULARITY_MICROS))
             .saturating_add(micros(ack_delay));
         let doublings = probes.min(32);
-        Duration::from_micros(base.saturating_mul(1u64 << doublings).min(self.max))
+        Duration::from_micros(base.saturating_mul(1u64 << doublings).clamp(self.min, self.max))
     }
 
     /// How long after a token was sent, once a later transmission was acknowledged, it is
