@@ -46,6 +46,8 @@ pub struct NodeBuilder {
 
 /// How long a std node holds an acknowledgement back for a reply to carry it.
 const DEFAULT_ACK_DELAY: Duration = Duration::from_micros(500);
+/// Largest datagram for which the node's socket uses UDP GSO/GRO (Linux).
+const OFFLOAD_MAX_DATAGRAM: usize = 16 * 1024;
 
 /// How long the reader and blocking socket calls spin before they block, by default.
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
@@ -186,8 +188,12 @@ impl NodeBuilder {
             let peer = parse_node_id(peer)?;
             core.set_peer_addr(peer, *addr).map_err(map_node_error)?;
         }
-        let udp_config =
-            UdpConfig { recv_buffer_size: self.recv_buffer, send_buffer_size: self.send_buffer };
+        let udp_config = UdpConfig {
+            recv_buffer_size: self.recv_buffer,
+            send_buffer_size: self.send_buffer,
+            // Segmentation offload is for path-MTU-sized datagrams (see `UdpConfig`).
+            no_offload: self.config.max_datagram > OFFLOAD_MAX_DATAGRAM,
+        };
         let socket = Arc::new(UdpSocket::bind_with(self.bind, &udp_config)?);
         let local_addr = socket.local_addr()?;
         let reactor = Reactor::new()?;

@@ -91,7 +91,11 @@ struct Progress {
 }
 
 fn run(mode: Mode, total: u64, size: usize) -> io::Result<Outcome> {
-    let config = UdpConfig { recv_buffer_size: Some(4 << 20), send_buffer_size: Some(4 << 20) };
+    let config = UdpConfig {
+        recv_buffer_size: Some(4 << 20),
+        send_buffer_size: Some(4 << 20),
+        ..UdpConfig::default()
+    };
     let receiver = UdpSocket::bind_with("127.0.0.1:0".parse().unwrap(), &config)?;
     let sender = UdpSocket::bind_with("127.0.0.1:0".parse().unwrap(), &config)?;
     match mode {

@@ -57,6 +57,10 @@ pub struct UdpConfig {
     pub recv_buffer_size: Option<usize>,
     /// `SO_SNDBUF` in bytes (Linux doubles it and caps it at `net.core.wmem_max`).
     pub send_buffer_size: Option<usize>,
+    /// Leave UDP GSO/GRO off (Linux). They pay off for path-MTU-sized datagrams; with
+    /// datagrams near 64 KiB (loopback) each call already moves that much, and GRO's receive
+    /// path only adds work (about 10 % of a 1000-byte message stream, measured).
+    pub no_offload: bool,
 }
 
 /// A non-blocking UDP socket (IPv4 or IPv6, after the address it is bound to).
@@ -84,6 +88,9 @@ impl UdpSocket {
         }
         socket.bind(&SockAddr::from(addr))?;
         let offload = sys::Offload::new(&socket);
+        if config.no_offload {
+            offload.disable();
+        }
         Ok(UdpSocket { socket, offload })
     }
 

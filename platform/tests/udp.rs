@@ -19,7 +19,11 @@ fn datagram(seq: u32) -> Vec<u8> {
 }
 
 fn bind(addr: &str) -> UdpSocket {
-    let config = UdpConfig { recv_buffer_size: Some(1 << 20), send_buffer_size: Some(1 << 20) };
+    let config = UdpConfig {
+        recv_buffer_size: Some(1 << 20),
+        send_buffer_size: Some(1 << 20),
+        ..UdpConfig::default()
+    };
     UdpSocket::bind_with(addr.parse().unwrap(), &config).unwrap()
 }
 
@@ -156,7 +160,11 @@ fn unsendable_datagram_is_dropped_with_its_error() {
 
 #[test]
 fn buffer_sizes_are_applied() {
-    let config = UdpConfig { recv_buffer_size: Some(96 * 1024), send_buffer_size: Some(80 * 1024) };
+    let config = UdpConfig {
+        recv_buffer_size: Some(96 * 1024),
+        send_buffer_size: Some(80 * 1024),
+        ..UdpConfig::default()
+    };
     let socket = UdpSocket::bind_with("127.0.0.1:0".parse().unwrap(), &config).unwrap();
     // Linux doubles the value asked for (for its bookkeeping).
     assert!(socket.recv_buffer_size().unwrap() >= 96 * 1024);
