@@ -14,15 +14,21 @@ pub enum Error {
     /// The node or socket is closed.
     Closed,
     /// The socket has no link at all: a receiver's end of stream once its senders
-    /// unlinked, or any blocking call on a link-free socket with notify-if-none set.
+    /// unlinked, or any blocking call (send, receive, [`crate::Socket::wait_for_link`],
+    /// [`crate::Socket::poll`]) on a link-free socket with notify-if-none set. A link still
+    /// being made counts as a link.
     NoLinks,
     /// The peer socket's protocol cannot talk to this one; the text says why.
     IncompatibleProtocol(String),
     /// A link this socket asked for was refused for another reason (the peer does not take
     /// link requests, is closing, or its protocol rejected us); the text says why.
     LinkRefused(String),
-    /// The socket's type does not do this (e.g. receiving on a push socket).
+    /// The socket's type does not do this (e.g. receiving on a push socket), or does not
+    /// use this option (e.g. a capacity on a push socket); the text names it.
     Unsupported(String),
+    /// The socket has no link with that peer, established or being made; the text says
+    /// which.
+    NoSuchLink(String),
     /// A configured limit was reached (sockets per node, links per socket); the text says
     /// which.
     LimitReached(String),
@@ -58,6 +64,7 @@ impl fmt::Display for Error {
             Error::IncompatibleProtocol(why) => write!(f, "incompatible protocol: {why}"),
             Error::LinkRefused(why) => write!(f, "link refused: {why}"),
             Error::Unsupported(why) => write!(f, "unsupported: {why}"),
+            Error::NoSuchLink(why) => write!(f, "no such link: {why}"),
             Error::LimitReached(why) => write!(f, "limit reached: {why}"),
             Error::TooManyWaiters => f.write_str("too many threads waiting at once"),
             Error::InvalidArgument(why) => write!(f, "invalid argument: {why}"),

@@ -39,6 +39,30 @@
 //! can write their own ([`Node::socket`] takes any). Sockets are `Send + Sync`; blocking
 //! calls have timeout and non-blocking variants, and several sockets can be waited on at
 //! once with a [`Poller`] or [`poll()`].
+//!
+//! # Socket options by type
+//!
+//! Each socket type takes only the [`SocketOptions`] it uses; setting another one
+//! ([`Node::socket_with`], [`Socket::set_options`], [`Socket::set_capacity`]...) fails with
+//! [`Error::Unsupported`] naming the option. A type that does not receive has no receive
+//! capacity (thesis §5.1.1):
+//!
+//! | option                 | [`Push`] | [`Pull`] | your [`Protocol`]              |
+//! |------------------------|:--------:|:--------:|--------------------------------|
+//! | `capacity` (0 pauses)  | no       | yes      | if [`Protocol::receives`]      |
+//! | `credit_batch_percent` | no       | yes      | if [`Protocol::receives`]      |
+//! | `link_retry`           | yes      | yes      | yes                            |
+//! | `linger`               | yes      | yes      | yes                            |
+//! | `notify_if_none`       | yes      | yes      | yes                            |
+//! | `max_links`            | yes      | yes      | yes                            |
+//! | `accept_incoming`      | yes      | yes      | yes                            |
+//!
+//! # Links that say why
+//!
+//! A link being made is listed by [`Socket::links`] with its attempts and the reason the
+//! last one failed, and every failed attempt is a [`LinkEvent::AttemptFailed`]: no answer
+//! from the address (reported after the first retry interval), an unknown socket at the
+//! peer, an incompatible protocol, or another refusal with the peer's reason.
 #![forbid(unsafe_code)]
 
 mod error;
@@ -53,7 +77,7 @@ mod spin;
 
 pub use a3m_core as core;
 pub use a3m_core::id::{LinkIncarnation, NodeId, SocketId, TagId};
-pub use a3m_core::link::{Backoff, LinkPhase, RefusalCode};
+pub use a3m_core::link::{AttemptFailure, Backoff, LinkPhase, RefusalCode};
 pub use a3m_core::node::{NodeConfig, NodeStats};
 pub use a3m_core::poll::{Events, Interest, PollEvent, PollId, PollRequest, Pollable};
 pub use a3m_core::socket::{
@@ -64,4 +88,6 @@ pub use error::{Error, Result};
 pub use node::{CloseReport, DEFAULT_SPIN, Delivery, Node, NodeBuilder};
 pub use options::SocketOptions;
 pub use poll::{Poller, poll};
-pub use socket::{IntoSocketId, LinkEvent, LinkInfo, Socket, SocketCloseReport};
+pub use socket::{
+    IntoSocketId, Lifecycle, LinkEvent, LinkFailure, LinkInfo, Socket, SocketCloseReport,
+};

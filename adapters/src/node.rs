@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::options::SocketOptions;
 use crate::reader::{Reader, SOCKET};
 use crate::runtime::{MESSAGE_OVERHEAD, RAW_DATAGRAM, Shared, State};
-use crate::socket::{Socket, parse_node_id, parse_tag};
+use crate::socket::{Lifecycle, Socket, check_supported, parse_node_id, parse_tag};
 
 /// Starts a [`Node`]: its name, its UDP address, the peers it knows, and its options.
 #[derive(Debug, Clone)]
@@ -199,17 +199,19 @@ impl NodeBuilder {
         let reactor = Reactor::new()?;
         reactor.register(&socket, SOCKET, Interest::READABLE)?;
         let layer = SocketLayer::new(id.clone(), layer_config);
+        // The process clock's epoch: deadlines of blocking calls (taken by the thread
+        // parker on that clock) and of the core are on one scale.
+        let clock = Clock::with_epoch(StdClock::process().epoch());
+        let state = State::new(core, layer, local_addr, Arc::clone(&socket), clock.coarse_lag());
         let shared = Arc::new(Shared {
             id,
-            state: Mutex::new(State::new(core, layer, local_addr, Arc::clone(&socket))),
+            state: Mutex::new(state),
             delivered: Condvar::new(),
             progress: Condvar::new(),
             flush_requested: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             waker: reactor.waker(),
-            // The process clock's epoch: deadlines of blocking calls (taken by the thread
-            // parker on that clock) and of the core are on one scale.
-            clock: Clock::with_epoch(StdClock::process().epoch()),
+            clock,
             latest_micros: AtomicU64::new(0),
             max_datagram: self.config.max_datagram,
             spin: self.spin,
@@ -293,7 +295,8 @@ impl Node {
         self.socket_with(tag, Box::new(protocol), SocketOptions::new())
     }
 
-    /// Creates a socket with the given options.
+    /// Creates a socket with the given options. Fails with [`Error::Unsupported`] if they
+    /// set an option the socket's type does not use (see the table in the crate docs).
     pub fn socket_with(
         &self,
         tag: &str,
@@ -302,6 +305,7 @@ impl Node {
     ) -> Result<Socket> {
         let tag = parse_tag(tag)?;
         let options = options.to_core()?;
+        check_supported(&*protocol, &a3m_core::socket::SocketOptions::DEFAULT, &options)?;
         let mut state = self.lock_open()?;
         let max = state.layer.config().max_payload;
         if protocol.metadata().len() > max {
@@ -340,6 +344,29 @@ impl Node {
     /// never sends; it links with push sockets.
     pub fn pull(&self, tag: &str) -> Result<Socket> {
         self.socket(tag, Pull::new())
+    }
+
+    /// Another handle of this node's open socket tagged `tag`, or `None` if there is none
+    /// (or it is closing). The socket closes when its last handle is dropped.
+    pub fn socket_by_tag(&self, tag: &str) -> Result<Option<Socket>> {
+        let tag = parse_tag(tag)?;
+        let state = self.lock_open()?;
+        let cell = state.layer.socket_by_tag(&tag).and_then(|key| state.socket_cell(key));
+        drop(state);
+        Ok(cell.map(|cell| Socket::new(Arc::clone(&self.shared), cell)))
+    }
+
+    /// Whether the node is open, closing ([`Node::close`] or a drop is under way) or
+    /// closed (also when its reader thread stopped on an I/O error).
+    pub fn state(&self) -> Lifecycle {
+        let state = self.shared.state.lock();
+        if state.closed {
+            Lifecycle::Closed
+        } else if state.closing {
+            Lifecycle::Closing
+        } else {
+            Lifecycle::Open
+        }
     }
 
     /// Socket messages the transport refused for good and that were dropped: their peer
@@ -530,6 +557,7 @@ impl Node {
         };
         let deadline = StdInstant::now() + timeout;
         let mut state = self.shared.state.lock();
+        state.closing = true;
         let now = self.shared.now();
         // From now on acknowledge at once, and make sure peers got our last ACKs: they must
         // not retransmit to us after we are gone.

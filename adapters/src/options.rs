@@ -25,7 +25,9 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SocketOptions {
     /// Messages each link may have waiting here for the application: the credits the peer
-    /// gets. Default 100. Changing it on a socket also changes its established links.
+    /// gets. Default 100. Changing it on a socket also changes its established links. 0
+    /// pauses every sender without unlinking (see [`crate::Socket::set_capacity`]). Only
+    /// for sockets that receive.
     ///
     /// A message larger than a datagram counts once per datagram-sized fragment on its way,
     /// and as one message once whole; whatever the capacity (even 1), a link takes messages
@@ -39,7 +41,7 @@ pub struct SocketOptions {
     /// for them to be received too, and reports those left at its timeout as dropped.
     pub capacity: u32,
     /// Credits go back to the sender in batches of this percentage of the capacity, 1 to
-    /// 100. Default 25.
+    /// 100. Default 25. Only for sockets that receive.
     pub credit_batch_percent: u8,
     /// Retries of link requests refused for now (the peer socket does not exist yet, or it
     /// is busy): exponential back-off. Default 50 ms doubling to 5 s, for ever.
@@ -127,9 +129,6 @@ impl SocketOptions {
                 self.credit_batch_percent
             ))
         })?;
-        if self.capacity == 0 {
-            return Err(Error::InvalidArgument("capacity must be at least 1".into()));
-        }
         if self.max_links == 0 {
             return Err(Error::InvalidArgument("max_links must be at least 1".into()));
         }
@@ -166,7 +165,7 @@ mod tests {
         assert_eq!(options.to_core().unwrap(), CoreOptions::DEFAULT);
         assert!(options.credit_batch_percent(0).to_core().is_err());
         assert!(options.credit_batch_percent(101).to_core().is_err());
-        assert!(options.capacity(0).to_core().is_err());
+        assert_eq!(options.capacity(0).to_core().unwrap().capacity, 0);
         assert!(options.max_links(0).to_core().is_err());
         let retry = options.link_retry(Duration::ZERO, Duration::from_secs(1), None);
         assert!(retry.to_core().is_err());

@@ -78,6 +78,21 @@ impl Poller {
     pub fn close(&self) {
         self.inner.close();
     }
+
+    /// Whether the poller was closed ([`Poller::close`]).
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    /// How many sockets it watches.
+    pub fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// Whether it watches no socket.
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
 }
 
 /// Waits until at least one of `requests` has an event, at most `timeout` (`None`: for

@@ -200,7 +200,8 @@ impl Reader {
             if state.core.poll_timeout().is_some_and(|t| t <= now) {
                 state.core.handle_timeout(now);
             }
-            if state.layer.poll_timeout().is_some_and(|t| t <= now) {
+            // Layer timers run a coarse clock tick late: see `State::layer_deadline`.
+            if state.layer_deadline().is_some_and(|t| t <= now) {
                 state.note_expiring_lingers(now);
                 state.layer.handle_timeout(now);
             }
@@ -226,7 +227,7 @@ impl Reader {
                 }
             }
             let batch_full = more || self.send.is_full();
-            let deadline = match (state.core.poll_timeout(), state.layer.poll_timeout()) {
+            let deadline = match (state.core.poll_timeout(), state.layer_deadline()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };

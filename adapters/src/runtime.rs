@@ -19,7 +19,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use a3m_core::id::{LinkIncarnation, NodeId, SocketId};
 use a3m_core::link::{LinkPhase, Refusal};
@@ -34,7 +35,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::key_hash::KeyMap;
 
-use crate::socket::{LinkEvent, SocketCloseReport};
+use crate::socket::{LinkEvent, LinkFailure, SocketCloseReport};
 
 /// First byte of a raw datagram of the node-to-node service (defined by the wire format).
 pub(crate) use a3m_core::wire::message::RAW_PAYLOAD as RAW_DATAGRAM;
@@ -65,8 +66,9 @@ pub(crate) const RECV_AHEAD: usize = 32;
 /// Rounds of [`State::settle`] for messages a node sends itself.
 const SETTLE_ROUNDS: usize = 8;
 
-/// The readiness a socket publishes to pollers and waiters.
-const READINESS: Events = Events::IN.union(Events::OUT);
+/// The readiness a socket publishes to pollers and waiters: ERR while it is link-free with
+/// notify-if-none set (every blocking call fails with `NoLinks` then).
+const READINESS: Events = Events::IN.union(Events::OUT).union(Events::ERR);
 
 thread_local! {
     /// The buffer an application thread writes a datagram into ([`Shared::settle_and_transmit`]).
@@ -99,6 +101,9 @@ pub(crate) struct SocketCell {
     pub(crate) report: Mutex<Option<SocketCloseReport>>,
     /// Messages received ahead. Lock order: the node lock, then this one.
     pub(crate) ahead: Mutex<Ahead>,
+    /// Handles of the socket alive ([`crate::Node::socket_by_tag`] makes more); the last one
+    /// dropped closes it. Changed under the node lock only.
+    pub(crate) handles: AtomicUsize,
 }
 
 impl SocketCell {
@@ -110,6 +115,7 @@ impl SocketCell {
             source: PollSource::new(poll_id),
             report: Mutex::new(None),
             ahead: Mutex::new(Ahead::default()),
+            handles: AtomicUsize::new(1),
         }
     }
 }
@@ -174,6 +180,10 @@ pub(crate) struct State {
     pub(crate) progress_waiters: usize,
     /// The deadline the reader's timer is set to.
     pub(crate) armed_deadline: Option<Instant>,
+    /// How much later than due the socket layer's timers run ([`State::layer_deadline`]).
+    timer_slack: Duration,
+    /// The node is closing ([`crate::Node::close`] runs).
+    pub(crate) closing: bool,
 }
 
 /// What [`State::settle`] did that others must hear about.
@@ -193,6 +203,7 @@ impl State {
         layer: SocketLayer,
         local_addr: SocketAddr,
         tx_socket: Arc<UdpSocket>,
+        timer_slack: Duration,
     ) -> Self {
         let max_payload = core.max_payload();
         let raw_limit = core.config().max_inbox.max(1);
@@ -214,7 +225,36 @@ impl State {
             delivered_waiters: 0,
             progress_waiters: 0,
             armed_deadline: None,
+            timer_slack,
+            closing: false,
         }
+    }
+
+    /// When the socket layer's next timer may run: its deadline plus the coarse clock's
+    /// lag. Application threads hand the layer coarse times (no clock-source read per
+    /// message), which lag the real time by up to a kernel tick, so a deadline the layer
+    /// computed from one (`now + interval`) can fall up to a tick early; run a timer only
+    /// that much later, on the reader's precise clock, and none fires before its interval
+    /// has passed.
+    pub(crate) fn layer_deadline(&self) -> Option<Instant> {
+        self.layer.poll_timeout().map(|at| at + self.timer_slack)
+    }
+
+    /// The oldest refusal from `peer` not reported yet.
+    pub(crate) fn take_refusal_from(&mut self, key: SocketKey, peer: &SocketId) -> Option<Refusal> {
+        let refusals = &mut self.sockets.get_mut(&key)?.refusals;
+        let at = refusals.iter().position(|(p, _)| p == peer)?;
+        refusals.remove(at).map(|(_, refusal)| refusal)
+    }
+
+    /// Another handle of the open socket with this key (see [`SocketCell::handles`]).
+    pub(crate) fn socket_cell(&self, key: SocketKey) -> Option<Arc<SocketCell>> {
+        if self.layer.is_closing(key) {
+            return None;
+        }
+        let cell = &self.sockets.get(&key)?.cell;
+        cell.handles.fetch_add(1, Ordering::Relaxed);
+        Some(Arc::clone(cell))
     }
 
     // ----- sockets -----
@@ -292,6 +332,10 @@ impl State {
         let mut now = self.layer.readiness(key).intersection(READINESS);
         if !entry.cell.ahead.lock().queue.is_empty() {
             now |= Events::IN;
+        } else if !self.layer.has_links(key)
+            && self.layer.options(key).is_some_and(|o| o.notify_if_none)
+        {
+            now |= Events::ERR;
         }
         let source = &entry.cell.source;
         let was = source.events().intersection(READINESS);
@@ -422,7 +466,7 @@ impl State {
             }
         }
         settled.flush |= self.deliveries_pending();
-        if let Some(at) = self.layer.poll_timeout()
+        if let Some(at) = self.layer_deadline()
             && self.armed_deadline.is_none_or(|armed| at < armed)
         {
             settled.flush = true;
@@ -529,6 +573,10 @@ impl State {
                     let event =
                         LinkEvent::Refused { peer, code: refusal.code, reason: refusal.reason };
                     self.push_event(socket, event);
+                }
+                SocketEvent::LinkAttemptFailed { socket, peer, attempt, failure, .. } => {
+                    let failure = LinkFailure::from_core(failure);
+                    self.push_event(socket, LinkEvent::AttemptFailed { peer, attempt, failure });
                 }
                 SocketEvent::LinkClosed { socket, peer, established, .. } => {
                     self.push_event(
@@ -676,8 +724,7 @@ impl Shared {
                 (None, _) => false,
             };
             let layer_moved = state
-                .layer
-                .poll_timeout()
+                .layer_deadline()
                 .is_some_and(|at| state.armed_deadline.is_none_or(|armed| at < armed));
             let more = state.core.wants_transmit()
                 || timer_moved

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use a3m_core::id::{NodeId, SocketId, TagId};
-use a3m_core::link::{LinkPhase, Refusal, RefusalCode};
+use a3m_core::link::{AttemptFailure, LinkPhase, Refusal, RefusalCode};
 use a3m_core::poll::{Events, PollId, Pollable};
 use a3m_core::socket::{SocketError, SocketKey};
 use a3m_core::time::Instant;
@@ -82,6 +82,20 @@ pub enum LinkEvent {
         /// Why, in words.
         reason: String,
     },
+    /// An attempt at a link this socket asked for failed. The link then retries with
+    /// back-off ([`SocketOptions::link_retry`]) or, for a refusal that retrying cannot
+    /// change (and once the retry limit is reached), gives up ([`LinkEvent::Refused`]).
+    /// An attempt that got no answer is reported after the retry interval and each later
+    /// one while it stays unanswered (its LINK stays with the transport, which keeps
+    /// trying to deliver it); [`Socket::links`] shows the same count and reason.
+    AttemptFailed {
+        /// The peer socket.
+        peer: SocketId,
+        /// Which attempt (from 1).
+        attempt: u32,
+        /// Why it failed.
+        failure: LinkFailure,
+    },
     /// A link closed (unlinked, refused, cancelled, or dropped by a close that timed out).
     Closed {
         /// The peer socket.
@@ -106,6 +120,61 @@ impl LinkEvent {
     }
 }
 
+/// Why an attempt at a link failed ([`LinkEvent::AttemptFailed`], [`LinkInfo::last_failure`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkFailure {
+    /// Nothing answered within the retry interval: the peer node is down, unreachable, or
+    /// nothing listens at its address.
+    NoAnswer,
+    /// The peer's node has no socket with that tag (yet): retried.
+    UnknownSocket,
+    /// The two socket types cannot talk to each other; the text says why. Not retried.
+    IncompatibleProtocol(String),
+    /// The peer socket refused for another reason (busy: retried; not accepting links,
+    /// closing, cancelled, or rejected by its protocol: not retried).
+    Refused {
+        /// The kind of refusal.
+        code: RefusalCode,
+        /// The peer's reason, in words.
+        reason: String,
+    },
+}
+
+impl LinkFailure {
+    pub(crate) fn from_core(failure: AttemptFailure) -> Self {
+        match failure {
+            AttemptFailure::NoAnswer => LinkFailure::NoAnswer,
+            AttemptFailure::Refused(r) => match r.code {
+                RefusalCode::NotFound => LinkFailure::UnknownSocket,
+                RefusalCode::Incompatible => LinkFailure::IncompatibleProtocol(r.reason),
+                code => LinkFailure::Refused { code, reason: r.reason },
+            },
+        }
+    }
+}
+
+impl fmt::Display for LinkFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LinkFailure::NoAnswer => f.write_str("no answer from the peer's address"),
+            LinkFailure::UnknownSocket => f.write_str("no such socket at the peer"),
+            LinkFailure::IncompatibleProtocol(why) => write!(f, "incompatible protocol: {why}"),
+            LinkFailure::Refused { code, reason } => write!(f, "refused ({code:?}): {reason}"),
+        }
+    }
+}
+
+/// Whether a socket or a node is open ([`Socket::state`], [`crate::Node::state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lifecycle {
+    /// Working.
+    Open,
+    /// Closing: refuses new links and waits for its links (or sockets) to finish.
+    Closing,
+    /// Closed: every call fails with [`Error::Closed`].
+    Closed,
+}
+
 /// A snapshot of one link of a socket ([`Socket::links`]). Its counts are of DATA
 /// messages: a message larger than a datagram counts once per fragment (see [`Socket::send`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +193,11 @@ pub struct LinkInfo {
     pub sent: u64,
     /// Messages received on it and taken by the application.
     pub taken: u64,
+    /// While the link is being made ([`LinkPhase::Linking`], [`LinkPhase::RetryWait`]):
+    /// the attempts made so far, the current one included; 0 otherwise.
+    pub attempts: u32,
+    /// Why the latest attempt failed, while the link is being made.
+    pub last_failure: Option<LinkFailure>,
 }
 
 /// What [`Socket::close`] left behind.
@@ -171,6 +245,22 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 impl Socket {
     pub(crate) fn new(shared: Arc<Shared>, cell: Arc<SocketCell>) -> Self {
         Self { shared, cell }
+    }
+
+    /// Whether the socket is open, closing (unlinking after [`Socket::close`] or a drop)
+    /// or closed.
+    pub fn state(&self) -> Lifecycle {
+        let state = self.shared.state.lock();
+        if state.closed
+            || self.cell.source.is_closed()
+            || state.layer.socket_id(self.key()).is_none()
+        {
+            Lifecycle::Closed
+        } else if state.layer.is_closing(self.key()) {
+            Lifecycle::Closing
+        } else {
+            Lifecycle::Open
+        }
     }
 
     fn key(&self) -> SocketKey {
@@ -273,8 +363,90 @@ impl Socket {
             if let Some(peer) = state.established_peer(self.key()) {
                 return Some(Ok(peer));
             }
-            let (peer, refusal) = state.take_refusal(self.key())?;
-            Some(Err(refusal_error(&peer, &refusal)))
+            if let Some((peer, refusal)) = state.take_refusal(self.key()) {
+                return Some(Err(refusal_error(&peer, &refusal)));
+            }
+            no_links(&state, self.key()).then_some(Err(Error::NoLinks))
+        })
+    }
+
+    /// Waits until the link with `peer` is established, up to `timeout` (`None`: for ever;
+    /// [`Error::Timeout`]); `Some(Duration::ZERO)` only looks.
+    ///
+    /// Fails at once with [`Error::NoSuchLink`] when the socket has no link with `peer` that
+    /// is established or being made (never linked, unlinking, or closed), and as soon as
+    /// that becomes so while waiting; if the link was refused for good, with the refusal
+    /// ([`Error::IncompatibleProtocol`], [`Error::LinkRefused`]).
+    pub fn wait_for_link_to(
+        &self,
+        peer: impl IntoSocketId,
+        timeout: Option<Duration>,
+    ) -> Result<()> {
+        let peer = peer.into_socket_id()?;
+        let interest = LINKS_CHANGED | Events::ALWAYS.bits();
+        self.block(WaitMode::Shared, interest, timeout, || {
+            let mut state = self.shared.state.lock();
+            let key = self.key();
+            if state.closed || state.layer.socket_id(key).is_none() {
+                return Some(Err(Error::Closed));
+            }
+            let phase = state
+                .layer
+                .link_of(key, &peer)
+                .and_then(|link| state.layer.link_status(key, link))
+                .map(|status| status.phase);
+            match phase {
+                Some(LinkPhase::Established) => Some(Ok(())),
+                Some(LinkPhase::Linking | LinkPhase::Cancelling | LinkPhase::RetryWait) => None,
+                _ => Some(Err(match state.take_refusal_from(key, &peer) {
+                    Some(refusal) => refusal_error(&peer, &refusal),
+                    None => Error::NoSuchLink(format!("{} has no link with {peer}", self.id())),
+                })),
+            }
+        })
+    }
+
+    /// Waits until the socket has no link with `peer` any more (the link closed: the peer
+    /// hung up, or an unlink finished), up to `timeout` (`None`: for ever;
+    /// [`Error::Timeout`]); `Some(Duration::ZERO)` only looks. Returns at once if there is
+    /// no such link. [`LinkEvent::Closed`] reports the same.
+    pub fn wait_for_link_closed(
+        &self,
+        peer: impl IntoSocketId,
+        timeout: Option<Duration>,
+    ) -> Result<()> {
+        let peer = peer.into_socket_id()?;
+        let interest = LINKS_CHANGED | Events::ALWAYS.bits();
+        self.block(WaitMode::Shared, interest, timeout, || {
+            let state = self.shared.state.lock();
+            if state.closed || state.layer.socket_id(self.key()).is_none() {
+                return Some(Ok(()));
+            }
+            state.layer.link_of(self.key(), &peer).is_none().then_some(Ok(()))
+        })
+    }
+
+    /// Waits until the socket has one of the `interest` events ([`Events::IN`]: a receive
+    /// would not block; [`Events::OUT`]: a send would not, a link has a credit), up to
+    /// `timeout` (`None`: for ever; [`Error::Timeout`]), and returns the events it has
+    /// ([`Events::HUP`] once closed). With notify-if-none set, fails with
+    /// [`Error::NoLinks`] as soon as the socket has no link (links being made count).
+    pub fn poll(&self, interest: Events, timeout: Option<Duration>) -> Result<Events> {
+        let wanted = interest.intersection(Events::IN.union(Events::OUT));
+        let bits = wanted.bits() | Events::ALWAYS.bits() | LINKS_CHANGED;
+        self.block(WaitMode::Shared, bits, timeout, || {
+            if self.cell.source.is_closed() {
+                return Some(Ok(Events::HUP));
+            }
+            let state = self.shared.state.lock();
+            if state.closed || state.layer.socket_id(self.key()).is_none() {
+                return Some(Ok(Events::HUP));
+            }
+            let ready = self.cell.source.events().intersection(wanted);
+            if !ready.is_empty() {
+                return Some(Ok(ready));
+            }
+            no_links(&state, self.key()).then_some(Err(Error::NoLinks))
         })
     }
 
@@ -295,6 +467,12 @@ impl Socket {
                     queued: status.queued,
                     sent: status.sent,
                     taken: status.taken,
+                    attempts: status.attempts,
+                    last_failure: state
+                        .layer
+                        .link_failure(key, link)
+                        .cloned()
+                        .map(LinkFailure::from_core),
                 })
             })
             .collect()
@@ -582,10 +760,17 @@ impl Socket {
     /// Replaces the socket's options. A new capacity applies to the established links at
     /// once (the peers learn it as a relative credit change) and to later ones; the other
     /// link options apply to links created from now on.
+    ///
+    /// Fails with [`Error::Unsupported`] if it changes an option the socket's type does
+    /// not use (see the table in the crate docs).
     pub fn set_options(&self, options: SocketOptions) -> Result<()> {
         let core = options.to_core()?;
         self.with_state(|state, key, _| {
-            let old = state.layer.options(key).ok_or(Error::Closed)?.capacity;
+            let current = *state.layer.options(key).ok_or(Error::Closed)?;
+            if let Some(protocol) = state.layer.protocol(key) {
+                check_supported(protocol, &current, &core)?;
+            }
+            let old = current.capacity;
             state.layer.set_options(key, core).map_err(|e| self.error(state, e))?;
             if old != core.capacity && state.layer.protocol(key).is_some_and(|p| p.receives()) {
                 let links: Vec<_> = state.layer.links(key).collect();
@@ -601,6 +786,13 @@ impl Socket {
     /// Changes the capacity: how many messages each link may have waiting here (see
     /// [`Socket::set_options`]). Lowering it takes credits back from the senders; messages
     /// already sent still arrive.
+    ///
+    /// **Capacity 0** pauses the stream without unlinking (thesis §4.7.3): every sender's
+    /// credits are taken back (their balance goes negative by what is in flight and
+    /// queued, and comes back to 0 as this socket receives those messages), so senders
+    /// wait; nothing already sent is lost, and receiving still works. Raising it again
+    /// gives the senders credits and they resume. Only for sockets that receive:
+    /// [`Error::Unsupported`] on the others.
     pub fn set_capacity(&self, capacity: u32) -> Result<()> {
         self.set_options(self.options()?.capacity(capacity))
     }
@@ -722,6 +914,10 @@ impl Drop for Socket {
     fn drop(&mut self) {
         let mut state = self.shared.state.lock();
         let key = self.key();
+        // Other handles ([`crate::Node::socket_by_tag`]) keep it open; changed under the lock.
+        if self.cell.handles.fetch_sub(1, std::sync::atomic::Ordering::Relaxed) > 1 {
+            return;
+        }
         if state.closed || state.layer.is_closing(key) {
             return;
         }
@@ -766,6 +962,35 @@ fn copy_front(ahead: &mut Ahead, buf: &mut [u8]) -> Option<Result<usize, SocketE
         ahead.spent.push(payload);
     }
     Some(Ok(needed))
+}
+
+/// Whether the socket has no link at all (links being made count) and notify-if-none is
+/// set: then every blocking call fails with [`Error::NoLinks`].
+fn no_links(state: &State, key: SocketKey) -> bool {
+    !state.layer.has_links(key) && state.layer.options(key).is_some_and(|o| o.notify_if_none)
+}
+
+/// Refuses a change of an option that `protocol` does not use (see the crate docs' table).
+pub(crate) fn check_supported(
+    protocol: &dyn a3m_core::socket::Protocol,
+    current: &a3m_core::socket::SocketOptions,
+    new: &a3m_core::socket::SocketOptions,
+) -> Result<()> {
+    let unused = |option: &str| {
+        Err(Error::Unsupported(format!(
+            "option {option}: a {} socket does not receive, so it has no receive capacity",
+            protocol.name()
+        )))
+    };
+    if !protocol.receives() {
+        if new.capacity != current.capacity {
+            return unused("capacity");
+        }
+        if new.batch != current.batch {
+            return unused("credit_batch_percent");
+        }
+    }
+    Ok(())
 }
 
 /// The error for a refused link.

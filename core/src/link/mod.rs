@@ -199,6 +199,26 @@ impl Proposal {
     }
 }
 
+/// Why one attempt at a link failed ([`LinkEvent::AttemptFailed`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AttemptFailure {
+    /// Nothing answered our LINK within the retry interval: the peer node may be down, or
+    /// nothing listens at its address. The LINK stays with the exactly-once transport
+    /// (which keeps sending it), so the attempt may still succeed later.
+    NoAnswer,
+    /// The peer (or its node, for [`RefusalCode::NotFound`]) refused the attempt.
+    Refused(Refusal),
+}
+
+impl fmt::Display for AttemptFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttemptFailure::NoAnswer => f.write_str("no answer"),
+            AttemptFailure::Refused(refusal) => write!(f, "refused ({refusal})"),
+        }
+    }
+}
+
 /// What the local socket puts in the LINK and LINKREPLY messages of its links.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocalMeta<'a> {
@@ -271,6 +291,17 @@ pub enum LinkEvent {
     Refused(Refusal),
     /// The link will send its LINK again at this time ([`Link::on_timer`]).
     RetryAt(Instant),
+    /// The link wants [`Link::on_timer`] called at this time (to see whether its LINK was
+    /// answered; [`Instant::ZERO`]: as soon as possible, to start that watch).
+    TimerAt(Instant),
+    /// An attempt of a link asked for locally failed (`attempt` counts from 1); the link
+    /// retries, waits on, or gives up ([`LinkEvent::Refused`]) according to its back-off.
+    AttemptFailed {
+        /// Which attempt.
+        attempt: u32,
+        /// Why.
+        failure: AttemptFailure,
+    },
     /// The link is closed; the socket drops it.
     Closed {
         /// Whether it had been established.
@@ -394,6 +425,12 @@ pub struct Link {
     peer: Option<PeerInfo>,
     failures: u32,
     retry_at: Option<Instant>,
+    /// When our outstanding LINK counts as unanswered ([`AttemptFailure::NoAnswer`]).
+    answer_due: Option<Instant>,
+    /// How many times the outstanding LINK was reported unanswered.
+    silent: u32,
+    /// Why the latest attempt failed (cleared once established).
+    last_failure: Option<AttemptFailure>,
     capacity: u32,
     tx: SendCredits,
     sent: u64,
@@ -438,6 +475,9 @@ impl Link {
             peer: None,
             failures: 0,
             retry_at: None,
+            answer_due: None,
+            silent: 0,
+            last_failure: None,
             capacity,
             tx: SendCredits::new(0),
             sent: 0,
@@ -466,6 +506,8 @@ impl Link {
         link.wanted = true;
         link.hs.sent_link = true;
         link.send_link(me, sink);
+        // No time here: the watch for an answer starts at the first timer.
+        sink.event(local, LinkEvent::TimerAt(Instant::ZERO));
         link
     }
 
@@ -549,6 +591,22 @@ impl Link {
     /// Consecutive failed attempts so far.
     pub fn failures(&self) -> u32 {
         self.failures
+    }
+
+    /// Attempts made so far of a link asked for locally: the current one included while
+    /// the handshake is under way or waiting to retry; 0 once established (and for a link
+    /// the peer asked for).
+    pub fn attempts(&self) -> u32 {
+        match self.phase {
+            Phase::Linking if self.wanted => self.failures.saturating_add(1),
+            Phase::RetryWait => self.failures,
+            _ => 0,
+        }
+    }
+
+    /// Why the latest attempt failed, until the link is established.
+    pub fn last_failure(&self) -> Option<&AttemptFailure> {
+        self.last_failure.as_ref()
     }
 
     /// Our send credits (0 before the link is established).
@@ -660,14 +718,51 @@ impl Link {
         self.fifo.drain()
     }
 
-    /// A retry deadline passed: sends the LINK again if it is due.
-    pub fn on_timer(&mut self, now: Instant, me: &LocalMeta<'_>, sink: &mut impl LinkSink) {
+    /// A timer of the link passed: sends the LINK again if a retry is due, and reports an
+    /// outstanding LINK that got no answer within the retry interval
+    /// ([`AttemptFailure::NoAnswer`]; it stays outstanding and is reported again after each
+    /// further interval of `backoff`).
+    pub fn on_timer(
+        &mut self,
+        now: Instant,
+        backoff: &Backoff,
+        me: &LocalMeta<'_>,
+        sink: &mut impl LinkSink,
+    ) {
         if self.phase == Phase::RetryWait && self.retry_at.is_some_and(|at| at <= now) {
             self.retry_at = None;
             self.phase = Phase::Linking;
             self.hs = Handshake { sent_link: true, ..Handshake::default() };
             self.send_link(me, sink);
+            self.watch_answer(now, backoff, sink);
+            return;
         }
+        if self.phase != Phase::Linking || !self.hs.link_outstanding || !self.wanted {
+            return;
+        }
+        match self.answer_due {
+            None => self.watch_answer(now, backoff, sink),
+            Some(at) if at <= now => {
+                self.silent = self.silent.saturating_add(1);
+                let attempt = self.failures.saturating_add(1);
+                self.last_failure = Some(AttemptFailure::NoAnswer);
+                let failure = AttemptFailure::NoAnswer;
+                sink.event(self.local, LinkEvent::AttemptFailed { attempt, failure });
+                let at = now + backoff.delay(self.failures.saturating_add(self.silent + 1));
+                self.answer_due = Some(at);
+                sink.event(self.local, LinkEvent::TimerAt(at));
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// Starts the watch for an answer to the LINK just sent: it is due within the next
+    /// retry interval.
+    fn watch_answer(&mut self, now: Instant, backoff: &Backoff, sink: &mut impl LinkSink) {
+        self.silent = 0;
+        let at = now + backoff.delay(self.failures.saturating_add(1));
+        self.answer_due = Some(at);
+        sink.event(self.local, LinkEvent::TimerAt(at));
     }
 
     // ----- link management messages -----
@@ -1213,6 +1308,13 @@ impl Link {
             return;
         }
         let retry = self.wanted && !refusal.code.is_fatal();
+        if self.wanted {
+            let attempt = self.failures.saturating_add(1);
+            let failure = AttemptFailure::Refused(refusal.clone());
+            self.last_failure = Some(failure.clone());
+            sink.event(self.local, LinkEvent::AttemptFailed { attempt, failure });
+        }
+        self.answer_due = None;
         if retry {
             self.failures = self.failures.saturating_add(1);
             if !backoff.exhausted(self.failures) {
@@ -1236,6 +1338,8 @@ impl Link {
         self.phase = Phase::Established;
         self.was_established = true;
         self.failures = 0;
+        self.answer_due = None;
+        self.last_failure = None;
         self.tx = SendCredits::new(peer.capacity);
         sink.event(self.local, LinkEvent::Established);
         if self.cancel {

@@ -99,8 +99,8 @@ use core::fmt;
 use crate::flow::FlowUpdate;
 use crate::id::{LinkIncarnation, NodeId, SocketId, TagId};
 use crate::link::{
-    Link, LinkEvent, LinkPhase, LinkSink, LocalMeta, PeerInfo, Proposal, Refusal, RefusalCode,
-    Reply,
+    AttemptFailure, Link, LinkEvent, LinkPhase, LinkSink, LocalMeta, PeerInfo, Proposal, Refusal,
+    RefusalCode, Reply,
 };
 use crate::poll::Events;
 use crate::time::Instant;
@@ -197,6 +197,20 @@ pub enum SocketEvent {
         /// Why.
         refusal: Refusal,
     },
+    /// An attempt of a link asked for with [`SocketLayer::link`] failed: refused (the link
+    /// retries if the refusal is not fatal) or not answered within the retry interval.
+    LinkAttemptFailed {
+        /// The socket.
+        socket: SocketKey,
+        /// The link.
+        link: LinkIncarnation,
+        /// The peer socket.
+        peer: SocketId,
+        /// Which attempt (from 1).
+        attempt: u32,
+        /// Why it failed.
+        failure: AttemptFailure,
+    },
     /// A link closed (after unlinking, a refusal, a cancel, or a forced close).
     LinkClosed {
         /// The socket.
@@ -264,6 +278,9 @@ pub struct LinkStatus {
     pub peer_incarnation: Option<LinkIncarnation>,
     /// When it retries (in [`LinkPhase::RetryWait`]).
     pub retry_at: Option<Instant>,
+    /// Attempts made so far while it is being made ([`Link::attempts`]; why the last one
+    /// failed: [`SocketLayer::link_failure`]).
+    pub attempts: u32,
 }
 
 /// Counters of the layer.
@@ -698,8 +715,19 @@ impl Socket {
                 let peer = link.peer_id().clone();
                 shared.emit(SocketEvent::LinkRefused { socket: key, link: inc, peer, refusal });
             }
-            LinkEvent::RetryAt(at) => {
+            LinkEvent::RetryAt(at) | LinkEvent::TimerAt(at) => {
                 shared.timers.insert((at, key, inc));
+            }
+            LinkEvent::AttemptFailed { attempt, failure } => {
+                let Some(link) = self.links.get(&inc) else { return };
+                let peer = link.peer_id().clone();
+                shared.emit(SocketEvent::LinkAttemptFailed {
+                    socket: key,
+                    link: inc,
+                    peer,
+                    attempt,
+                    failure,
+                });
             }
             LinkEvent::Closed { established } => {
                 let Some(mut link) = self.links.remove(&inc) else { return };
@@ -1046,7 +1074,13 @@ impl SocketLayer {
             peer_protocol: link.peer().map(|p| p.protocol),
             peer_incarnation: link.peer().map(|p| p.incarnation),
             retry_at: link.retry_at(),
+            attempts: link.attempts(),
         })
+    }
+
+    /// Why the latest attempt of a link being made failed ([`Link::last_failure`]).
+    pub fn link_failure(&self, key: SocketKey, link: LinkIncarnation) -> Option<&AttemptFailure> {
+        self.socket(key)?.links.get(&link)?.last_failure()
     }
 
     /// Sets the receive capacity of an established link; the peer learns the change as a
@@ -1390,7 +1424,7 @@ impl SocketLayer {
             if let Some(link) = s.links.get_mut(&inc) {
                 let me = local_meta(&*s.protocol);
                 let mut sink = Sink { tag: &s.id.tag, shared };
-                link.on_timer(now, &me, &mut sink);
+                link.on_timer(now, &s.options.retry, &me, &mut sink);
             }
             self.after(key);
         }
