@@ -42,11 +42,13 @@ fn main() {
         .start()
         .unwrap_or_else(|e| fail(&format!("cannot start node local on {addr}: {e}")));
     // Notify-if-none: once the pusher has unlinked, receiving reports the end of the stream.
-    let options = SocketOptions::new().capacity(capacity).notify_if_none(true);
+    // (Set once linked: a link-free socket with it would not wait for the first link.)
+    let options = SocketOptions::new().capacity(capacity);
     let sink = node
         .socket_with("sink", Box::new(Pull::new()), options)
         .unwrap_or_else(|e| fail(&format!("pull socket: {e}")));
     sink.wait_for_link(Some(timeout)).unwrap_or_else(|e| fail(&format!("no sender: {e}")));
+    sink.set_notify_if_none(true).unwrap_or_else(|e| fail(&format!("notify-if-none: {e}")));
 
     let mut buf = vec![0u8; sink.max_message().max(size)];
     let mut receive = |i: u64| match sink.recv_into(&mut buf, Some(timeout)) {

@@ -42,14 +42,16 @@ fn main() {
         .linger(Duration::from_secs(2))
         .start()
         .unwrap_or_else(|e| fail(&format!("cannot start node {node_id}: {e}")));
-    let options = SocketOptions::new().capacity(capacity).notify_if_none(true);
+    let options = SocketOptions::new().capacity(capacity);
     let pull = node
         .socket_with(&tag, Box::new(Pull::new()), options)
         .unwrap_or_else(|e| fail(&format!("pull socket: {e}")));
     println!("pull listening on {} as {}", node.local_addr(), pull.id());
-    // Notify-if-none ends the stream once the socket is link-free: wait for the first link.
+    // Notify-if-none ends the stream once the socket is link-free: wait for the first link
+    // without it (with it, a link-free socket's wait would fail at once), then set it.
     let peer =
         pull.wait_for_link(None).unwrap_or_else(|e| fail(&format!("waiting for a link: {e}")));
+    pull.set_notify_if_none(true).unwrap_or_else(|e| fail(&format!("notify-if-none: {e}")));
     println!("pull linked from {peer}");
 
     let mut seen = vec![0u64; count.div_ceil(64) as usize];

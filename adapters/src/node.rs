@@ -202,7 +202,7 @@ impl NodeBuilder {
         // The process clock's epoch: deadlines of blocking calls (taken by the thread
         // parker on that clock) and of the core are on one scale.
         let clock = Clock::with_epoch(StdClock::process().epoch());
-        let state = State::new(core, layer, local_addr, Arc::clone(&socket), clock.coarse_lag());
+        let state = State::new(core, layer, local_addr, Arc::clone(&socket), clock);
         let shared = Arc::new(Shared {
             id,
             state: Mutex::new(state),

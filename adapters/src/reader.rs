@@ -200,8 +200,7 @@ impl Reader {
             if state.core.poll_timeout().is_some_and(|t| t <= now) {
                 state.core.handle_timeout(now);
             }
-            // Layer timers run a coarse clock tick late: see `State::layer_deadline`.
-            if state.layer_deadline().is_some_and(|t| t <= now) {
+            if state.layer.poll_timeout().is_some_and(|t| t <= now) {
                 state.note_expiring_lingers(now);
                 state.layer.handle_timeout(now);
             }
@@ -227,7 +226,7 @@ impl Reader {
                 }
             }
             let batch_full = more || self.send.is_full();
-            let deadline = match (state.core.poll_timeout(), state.layer_deadline()) {
+            let deadline = match (state.core.poll_timeout(), state.layer.poll_timeout()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };

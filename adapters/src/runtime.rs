@@ -20,7 +20,6 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
 
 use a3m_core::id::{LinkIncarnation, NodeId, SocketId};
 use a3m_core::link::{LinkPhase, Refusal};
@@ -37,6 +36,7 @@ use crate::key_hash::KeyMap;
 
 use crate::socket::{LinkEvent, LinkFailure, SocketCloseReport};
 
+use a3m_core::wire::message;
 /// First byte of a raw datagram of the node-to-node service (defined by the wire format).
 pub(crate) use a3m_core::wire::message::RAW_PAYLOAD as RAW_DATAGRAM;
 
@@ -180,8 +180,9 @@ pub(crate) struct State {
     pub(crate) progress_waiters: usize,
     /// The deadline the reader's timer is set to.
     pub(crate) armed_deadline: Option<Instant>,
-    /// How much later than due the socket layer's timers run ([`State::layer_deadline`]).
-    timer_slack: Duration,
+    /// The precise clock, read for the messages that may start a timer of the socket layer
+    /// ([`State::take_deliveries`]).
+    clock: Clock,
     /// The node is closing ([`crate::Node::close`] runs).
     pub(crate) closing: bool,
 }
@@ -203,7 +204,7 @@ impl State {
         layer: SocketLayer,
         local_addr: SocketAddr,
         tx_socket: Arc<UdpSocket>,
-        timer_slack: Duration,
+        clock: Clock,
     ) -> Self {
         let max_payload = core.max_payload();
         let raw_limit = core.config().max_inbox.max(1);
@@ -225,19 +226,9 @@ impl State {
             delivered_waiters: 0,
             progress_waiters: 0,
             armed_deadline: None,
-            timer_slack,
+            clock,
             closing: false,
         }
-    }
-
-    /// When the socket layer's next timer may run: its deadline plus the coarse clock's
-    /// lag. Application threads hand the layer coarse times (no clock-source read per
-    /// message), which lag the real time by up to a kernel tick, so a deadline the layer
-    /// computed from one (`now + interval`) can fall up to a tick early; run a timer only
-    /// that much later, on the reader's precise clock, and none fires before its interval
-    /// has passed.
-    pub(crate) fn layer_deadline(&self) -> Option<Instant> {
-        self.layer.poll_timeout().map(|at| at + self.timer_slack)
     }
 
     /// The oldest refusal from `peer` not reported yet.
@@ -466,7 +457,7 @@ impl State {
             }
         }
         settled.flush |= self.deliveries_pending();
-        if let Some(at) = self.layer_deadline()
+        if let Some(at) = self.layer.poll_timeout()
             && self.armed_deadline.is_none_or(|armed| at < armed)
         {
             settled.flush = true;
@@ -486,8 +477,15 @@ impl State {
                 self.raw_inbox.push_back((from, buf));
                 raw = true;
             } else {
+                // Link management may start a timer (a link retry, the watch for an answer),
+                // due an interval after now: give the layer the precise time for it. The
+                // coarse time of application threads lags by a kernel tick or more, and
+                // even the reader's reading precedes its batch, so a deadline computed
+                // from either could fall early. DATA and FLOW, the bulk, start no timer.
+                let at =
+                    if message::starts_timers(&bytes) { self.clock.now().max(now) } else { now };
                 // A payload that is not a message is counted by the layer.
-                let _ = self.layer.handle_payload(now, &from, &bytes);
+                let _ = self.layer.handle_payload(at, &from, &bytes);
             }
             self.core.recycle(bytes);
         }
@@ -724,7 +722,8 @@ impl Shared {
                 (None, _) => false,
             };
             let layer_moved = state
-                .layer_deadline()
+                .layer
+                .poll_timeout()
                 .is_some_and(|at| state.armed_deadline.is_none_or(|armed| at < armed));
             let more = state.core.wants_transmit()
                 || timer_moved

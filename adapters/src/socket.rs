@@ -820,7 +820,9 @@ impl Socket {
     /// time is up, the links left are dropped, with the messages waiting here, and the
     /// report counts them. Calls after it fail with [`Error::Closed`].
     pub fn close(&self, timeout: Duration) -> Result<SocketCloseReport> {
-        self.with_state(|state, key, now| {
+        self.with_state(|state, key, _| {
+            // The linger is a timer: count it from the precise time, not the coarse one.
+            let now = self.shared.precise_now();
             let Some(options) = state.layer.options(key).copied() else {
                 return Ok(());
             };
@@ -921,7 +923,8 @@ impl Drop for Socket {
         if state.closed || state.layer.is_closing(key) {
             return;
         }
-        let now = self.shared.now();
+        // The linger is a timer: count it from the precise time.
+        let now = self.shared.precise_now();
         // Cannot fail: the socket is open.
         let _ = state.layer.close(now, key);
         self.finish(state, now);

@@ -67,6 +67,13 @@ const MORE: u8 = 0x01;
 /// First byte of a TOKEN payload that is not a socket message but raw bytes of the
 /// node-to-node datagram service ([`decode`] rejects it as an unknown kind).
 pub const RAW_PAYLOAD: u8 = 0x00;
+/// Whether `bytes` (an encoded message) is link management (ERROR, LINK, LINKREPLY,
+/// UNLINK): the messages that may start a timer of the socket layer, so a runtime that
+/// hands most messages a cheap, coarse time gives these the precise one.
+pub fn starts_timers(bytes: &[u8]) -> bool {
+    matches!(bytes.first(), Some(&(KIND_ERROR | KIND_LINK | KIND_LINKREPLY | KIND_UNLINK)))
+}
+
 /// First message kind available to socket protocols for their own control messages.
 pub const FIRST_CUSTOM_KIND: u8 = 0x40;
 

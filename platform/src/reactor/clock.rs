@@ -50,29 +50,6 @@ impl Clock {
         self.now()
     }
 
-    /// The most [`Clock::now_coarse`] can lag [`Clock::now`]: the coarse clock's resolution
-    /// (one kernel tick, as the kernel reports it), plus a microsecond for rounding. A
-    /// deadline computed as `now_coarse() + interval` has certainly not passed `interval`
-    /// after the reading until this much later. Zero outside Linux, where the coarse
-    /// clock is the precise one.
-    pub fn coarse_lag(&self) -> Duration {
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        {
-            let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-            // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-            let rc = unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-            // Without an answer, assume the coarsest tick Linux has (HZ=100).
-            let tick = if rc == 0 {
-                Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-            } else {
-                Duration::from_millis(10)
-            };
-            tick + Duration::from_micros(1)
-        }
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        Duration::ZERO
-    }
-
     /// The std instant that is [`CoreInstant::ZERO`].
     pub fn epoch(&self) -> Instant {
         self.epoch
@@ -137,12 +114,6 @@ mod coarse_tests {
         );
         // The coarse clock lags by up to one tick (4 ms at HZ=250; 10 ms at HZ=100).
         assert!(coarse >= CoreInstant::from_micros(19_000), "coarse {coarse:?} missed the sleep");
-        // ... and never by more than `coarse_lag` says.
-        for _ in 0..1000 {
-            let precise = clock.now();
-            let coarse = clock.now_coarse();
-            assert!(coarse + clock.coarse_lag() >= precise, "{coarse:?} lags {precise:?}");
-        }
     }
 }
 
