@@ -50,9 +50,11 @@ pub struct SocketOptions {
     /// delivered) before dropping its links. `None` (the default): until its links have
     /// closed, as long as the node runs. [`crate::Socket::close`] takes its own timeout.
     pub linger: Option<Duration>,
-    /// Notify-if-none: blocking sends and receives fail with [`Error::NoLinks`] as soon as
-    /// the socket has no link at all, instead of waiting for one. Receivers use it to see
-    /// the end of a stream. Default `false`.
+    /// Notify-if-none: every blocking call (send, receive, [`crate::Socket::wait_for_link`],
+    /// [`crate::Socket::poll`]) fails with [`Error::NoLinks`] as soon as the socket has no
+    /// link at all (a link still being made counts), instead of waiting for one; pollers
+    /// see [`crate::Events::ERR`] then. Receivers use it to see the end of a stream.
+    /// Default `false`.
     pub notify_if_none: bool,
     /// Most links at once (in any state); further requests are refused for now. Default 1024.
     pub max_links: usize,

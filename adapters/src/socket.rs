@@ -352,7 +352,9 @@ impl Socket {
     /// If a link this socket asked for was refused for good, reports that instead (once):
     /// [`Error::IncompatibleProtocol`] with the reason when the two socket types cannot talk,
     /// [`Error::LinkRefused`] otherwise. Incoming links count too, so a receiver can wait
-    /// here for its first sender.
+    /// here for its first sender (without notify-if-none: with it, a link-free socket fails
+    /// at once with [`Error::NoLinks`]; a link being made counts as a link and is waited
+    /// for).
     pub fn wait_for_link(&self, timeout: Option<Duration>) -> Result<SocketId> {
         let interest = LINKS_CHANGED | Events::ALWAYS.bits();
         self.block(WaitMode::Shared, interest, timeout, || {
@@ -772,6 +774,8 @@ impl Socket {
             }
             let old = current.capacity;
             state.layer.set_options(key, core).map_err(|e| self.error(state, e))?;
+            // Notify-if-none shows in the readiness (ERR while link-free).
+            state.refresh(key, false);
             if old != core.capacity && state.layer.protocol(key).is_some_and(|p| p.receives()) {
                 let links: Vec<_> = state.layer.links(key).collect();
                 for link in links {

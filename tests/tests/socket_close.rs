@@ -19,7 +19,8 @@ fn close_with_messages_in_flight_delivers_them_all() {
     let sink = pull(&b, "sink", SocketOptions::new().capacity(50).notify_if_none(true));
     let source = a.push("src").unwrap();
     source.link("B/sink").unwrap();
-    sink.wait_for_link(Some(WAIT)).unwrap();
+    // (The sink has notify-if-none: wait on the sender's side.)
+    source.wait_for_link(Some(WAIT)).unwrap();
     thread::scope(|s| {
         s.spawn(|| {
             for n in 0..COUNT {
@@ -47,7 +48,8 @@ fn a_dropped_socket_still_delivers_what_it_sent() {
     let sink = pull(&b, "sink", SocketOptions::new().capacity(COUNT as u32).notify_if_none(true));
     let source = a.push("src").unwrap();
     source.link("B/sink").unwrap();
-    sink.wait_for_link(Some(WAIT)).unwrap();
+    // (The sink has notify-if-none: wait on the sender's side.)
+    source.wait_for_link(Some(WAIT)).unwrap();
     eventually("credits arrived", || source.links().first().is_some_and(|l| l.credits > 0));
     for n in 0..COUNT {
         source.send(&numbered(n, 8)).unwrap();
@@ -103,8 +105,9 @@ fn each_stage_of_a_pipeline_sees_the_end_of_the_stream() {
     let source = source_node.push("out").unwrap();
     work_out.link("K/in").unwrap();
     source.link("W/in").unwrap();
-    sink.wait_for_link(Some(WAIT)).unwrap();
-    work_in.wait_for_link(Some(WAIT)).unwrap();
+    // (The receivers have notify-if-none: wait on the senders' side.)
+    work_out.wait_for_link(Some(WAIT)).unwrap();
+    source.wait_for_link(Some(WAIT)).unwrap();
     thread::scope(|s| {
         s.spawn(|| {
             for n in 0..COUNT {

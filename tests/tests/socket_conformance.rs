@@ -46,6 +46,7 @@ fn every_blocking_call_on_a_link_free_socket_with_notify_if_none_fails_at_once()
     sink.set_notify_if_none(false).unwrap();
     assert!(matches!(sink.wait_for_link(Some(BRIEF)), Err(Error::Timeout)));
     assert!(matches!(sink.poll(Events::IN, Some(BRIEF)), Err(Error::Timeout)));
+    assert_eq!(poller.wait(&mut ready, Some(BRIEF)).unwrap(), 0, "{:?}", ready[0]);
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::thread;
 use a3m::{
     Error, LinkIncarnation, LinkSet, LinkView, Protocol, ProtocolId, Route, Socket, SocketOptions,
 };
-use socket_support::{WAIT, node, node_knowing, number, numbered};
+use socket_support::{WAIT, eventually, node, node_knowing, number, numbered};
 
 /// Sends and receives on its links, talking only to its own kind.
 struct TwoWay;
@@ -84,6 +84,8 @@ fn a_two_way_user_protocol_carries_both_directions_and_ends_cleanly() {
         let y = b.socket_with("y", Box::new(TwoWay), options).unwrap();
         x.link("B/y").unwrap();
         x.wait_for_link(Some(WAIT)).unwrap();
+        // (With notify-if-none a link-free socket does not wait: y's link is being made.)
+        eventually("y has its link", || !y.links().is_empty());
         y.wait_for_link(Some(WAIT)).unwrap();
         let (from_y, from_x) = thread::scope(|s| {
             let at_x = s.spawn(|| converse(&x, "B/y", COUNT));

@@ -103,7 +103,8 @@ fn a_hundred_thousand_messages_arrive_in_order_over_udp() {
     let sink = pull(&b, "sink", SocketOptions::new().capacity(1000).notify_if_none(true));
     let source = a.push("src").unwrap();
     source.link("B/sink").unwrap();
-    sink.wait_for_link(Some(WAIT)).unwrap();
+    // (The sink has notify-if-none: wait on the sender's side.)
+    source.wait_for_link(Some(WAIT)).unwrap();
     thread::scope(|s| {
         s.spawn(|| {
             for n in 0..COUNT {
@@ -131,7 +132,8 @@ fn many_threads_share_a_socket() {
     let sink = pull(&b, "sink", SocketOptions::new().capacity(16).notify_if_none(true));
     let source = a.push("src").unwrap();
     source.link("B/sink").unwrap();
-    sink.wait_for_link(Some(WAIT)).unwrap();
+    // (The sink has notify-if-none: wait on the sender's side.)
+    source.wait_for_link(Some(WAIT)).unwrap();
     let received = thread::scope(|s| {
         for t in 0..THREADS {
             let source = &source;

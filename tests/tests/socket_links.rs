@@ -233,7 +233,8 @@ fn notify_if_none_reports_no_links() {
     let sink = Arc::new(pull(&b, "sink", SocketOptions::new().notify_if_none(true)));
     let source = a.push("src").unwrap();
     source.link("B/sink").unwrap();
-    sink.wait_for_link(Some(WAIT)).unwrap();
+    // (The sink has notify-if-none: wait on the sender's side.)
+    source.wait_for_link(Some(WAIT)).unwrap();
     let receiver = {
         let sink = Arc::clone(&sink);
         thread::spawn(move || sink.recv())
