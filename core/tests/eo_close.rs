@@ -50,7 +50,7 @@ fn a_closing_receiver_stops_waiting_for_a_silent_peer() {
     net.nodes[1].begin_close(now);
     let start = net.now;
     net.run_until(10_000, |net| net.nodes[1].receives_settled());
-    // Six probes backing off from the RTT timeout (at most rto_max each).
+    // Four probes backing off from the RTT timeout (at most rto_max each).
     assert!(net.now - start <= Duration::from_secs(6), "gave up after {:?}", net.now - start);
 }
 

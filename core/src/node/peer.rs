@@ -15,8 +15,9 @@ use crate::wire::{DatagramWriter, Record, ReqSlots, Slots};
 const ANNOUNCE_ATTEMPTS: u32 = 16;
 
 /// Settlement probes a closing node sends at most (with backoff from the RTT timeout:
-/// about 64 timeouts in all); a peer that never answers has stopped caring.
-const SETTLE_ATTEMPTS: u32 = 6;
+/// 15 timeouts in all, 150 ms at the default minimum); a peer that never answers has
+/// stopped caring (and the chance that 4 probe exchanges all fail on a live path is tiny).
+const SETTLE_ATTEMPTS: u32 = 4;
 
 /// How far ahead of our clock a stray grant or status may push it (a sanity bound against
 /// garbage; honest peers never come close).
