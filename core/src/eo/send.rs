@@ -678,6 +678,9 @@ impl SendRecord {
         }
         if self.tx.is_empty() {
             self.tx_bytes = 0;
+            // Probes whose tokens were acknowledged before they went: none left to send, and
+            // a pending probe would keep the next probe timeout from being armed.
+            self.probes = 0;
         }
         if wrote {
             self.next_seq += 1;
@@ -1172,5 +1175,34 @@ mod tests {
         assert_eq!(sent, 12);
         ack(&mut s, &mut env, &mut rtt, T0 + Duration::from_millis(1), 7, &[(100, 104)]);
         assert!(s.has_output());
+    }
+
+    #[test]
+    fn probes_acknowledged_before_they_go_do_not_disarm_the_probe_timeout() {
+        let mut env = env(NodeConfig { window: 64, base_slots: 0, ..config() });
+        let mut rtt = rtt(&env);
+        let mut s = granted(&mut env, &mut rtt, 3);
+        let t = T0 + Duration::from_millis(20);
+        for _ in 0..3 {
+            written(1000, |w| {
+                s.write(&mut env, t, w);
+            });
+        }
+        let pto = s.deadline(&env, &rtt).unwrap();
+        s.on_timeout(&mut env, pto, &rtt);
+        // Both probes (slots 100 and 101) are acknowledged before they are sent.
+        ack(&mut s, &mut env, &mut rtt, pto, 7, &[(100, 102)]);
+        let sent = written(1000, |w| {
+            s.write(&mut env, pto, w);
+        });
+        assert!(tokens(&sent).is_empty(), "{sent:?}");
+        // Slot 102 is still in flight: the next probe timeout is armed.
+        assert!(s.deadline(&env, &rtt).is_some_and(|d| d > pto));
+        let next = s.deadline(&env, &rtt).unwrap();
+        s.on_timeout(&mut env, next, &rtt);
+        let again = written(1000, |w| {
+            s.write(&mut env, next, w);
+        });
+        assert_eq!(tokens(&again), vec![102]);
     }
 }
