@@ -6,6 +6,8 @@ use alloc::vec::Vec;
 use crate::id::NodeId;
 use crate::wire::message::{self, Message};
 
+use super::SocketLayer;
+
 /// One encoded socket message for the exactly-once transport.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outgoing {
@@ -82,5 +84,35 @@ impl Outbox {
                 false
             }
         }
+    }
+}
+
+impl SocketLayer {
+    /// The next encoded message for the transport. Give its buffer back with
+    /// [`SocketLayer::recycle`] once submitted.
+    pub fn poll_outgoing(&mut self) -> Option<Outgoing> {
+        self.shared.out.queue.pop_front()
+    }
+
+    /// The next message for the transport, left queued (submit it, then
+    /// [`SocketLayer::pop_outgoing`]; if the transport is full, try again later).
+    pub fn peek_outgoing(&self) -> Option<(&NodeId, &[u8])> {
+        self.shared.out.queue.front().map(|o| (&o.to, o.bytes.as_slice()))
+    }
+
+    /// Drops the message [`SocketLayer::peek_outgoing`] showed (reusing its buffer).
+    pub fn pop_outgoing(&mut self) -> bool {
+        match self.shared.out.queue.pop_front() {
+            Some(o) => {
+                self.shared.out.pool.give(o.bytes);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Messages waiting for the transport.
+    pub fn outgoing_len(&self) -> usize {
+        self.shared.out.queue.len()
     }
 }

@@ -1,0 +1,67 @@
+//! The route cache: where the last DATA message went, so the next one of the same stream
+//! is routed without decoding its tags or looking up its socket and link.
+
+use crate::id::{LinkIncarnation, NodeId, TagId};
+use crate::wire::message::{self, Body, Message};
+
+use super::SocketKey;
+
+/// See [`Shared::route`].
+#[derive(Debug)]
+pub(super) struct RouteCache {
+    pub(super) from: NodeId,
+    pub(super) src: TagId,
+    pub(super) dst: TagId,
+    /// What every DATA message of the route starts with ([`message::data_prefix`]; a
+    /// DATA_MORE differs only in its kind's low bit): a payload that starts so is routed
+    /// without decoding its tags.
+    pub(super) prefix: [u8; message::DATA_PREFIX_MAX + 1],
+    pub(super) prefix_len: usize,
+    /// The sender's incarnation of the link, named in its messages.
+    pub(super) their_link: LinkIncarnation,
+    pub(super) key: SocketKey,
+    pub(super) link: LinkIncarnation,
+}
+
+impl RouteCache {
+    pub(super) fn new(
+        from: &NodeId,
+        msg: &Message<'_>,
+        key: SocketKey,
+        link: LinkIncarnation,
+    ) -> Option<Self> {
+        let mut prefix = [0; message::DATA_PREFIX_MAX + 1];
+        let prefix_len = message::data_prefix(msg.src_tag, msg.dst_tag, msg.link, &mut prefix)?;
+        Some(Self {
+            from: from.clone(),
+            src: TagId::new(msg.src_tag).ok()?,
+            dst: TagId::new(msg.dst_tag).ok()?,
+            prefix,
+            prefix_len,
+            their_link: msg.link,
+            key,
+            link,
+        })
+    }
+
+    #[inline]
+    pub(super) fn matches(&self, from: &NodeId, msg: &Message<'_>) -> bool {
+        self.src.as_str() == msg.src_tag && self.dst.as_str() == msg.dst_tag && self.from == *from
+    }
+
+    /// The rest of `bytes` after the route's DATA prefix, if `bytes` came from `from` and
+    /// starts with it.
+    #[inline]
+    pub(super) fn tail<'a>(&self, from: &NodeId, bytes: &'a [u8]) -> Option<&'a [u8]> {
+        let rest = bytes.strip_prefix(&self.prefix[..self.prefix_len])?;
+        (self.from == *from).then_some(rest)
+    }
+
+    /// The body of `bytes` if it is a DATA_MORE of this route from `from` (or a DATA: the
+    /// general case of [`RouteCache::tail`]).
+    #[cold]
+    pub(super) fn fragment<'a>(&self, from: &NodeId, bytes: &'a [u8]) -> Option<Body<'a>> {
+        let body = message::decode_routed_data(&self.prefix[..self.prefix_len], bytes)?;
+        (self.from == *from).then_some(body)
+    }
+}
