@@ -71,6 +71,7 @@ mod node;
 mod options;
 mod poll;
 mod reader;
+mod reports;
 mod runtime;
 mod socket;
 mod spin;
@@ -88,6 +89,5 @@ pub use error::{Error, Result};
 pub use node::{CloseReport, DEFAULT_SPIN, Delivery, Node, NodeBuilder};
 pub use options::SocketOptions;
 pub use poll::{Poller, poll};
-pub use socket::{
-    IntoSocketId, Lifecycle, LinkEvent, LinkFailure, LinkInfo, Socket, SocketCloseReport,
-};
+pub use reports::{LinkEvent, LinkFailure, SocketCloseReport};
+pub use socket::{IntoSocketId, Lifecycle, LinkInfo, Socket};

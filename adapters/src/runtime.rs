@@ -34,7 +34,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::key_hash::KeyMap;
 
-use crate::socket::{LinkEvent, LinkFailure, SocketCloseReport};
+use crate::reports::{LinkEvent, LinkFailure, SocketCloseReport};
 
 use a3m_core::wire::message;
 /// First byte of a raw datagram of the node-to-node service (defined by the wire format).
