@@ -2,8 +2,8 @@
 //!
 //! One lock guards the sans-I/O exactly-once node, the socket layer on top of it, and the
 //! little the std runtime adds: the socket handles' wake-up sources, their event queues,
-//! messages the transport could not take yet, and the raw datagrams waiting for
-//! [`crate::Node::recv`]. Whoever changes something under the lock (an application thread
+//! and the raw datagrams waiting for [`crate::Node::recv`] (socket messages the transport
+//! could not take yet wait in the layer: [`SocketLayer::hold_outgoing`]). Whoever changes something under the lock (an application thread
 //! in a socket call, or the reader thread after a batch of datagrams) calls
 //! [`Shared::settle`] before unlocking: deliveries go to the socket layer, the layer's
 //! messages go to the transport, link events reach the sockets' event queues, and every
@@ -16,7 +16,7 @@
 //! first byte is a message kind, never 0) or a raw datagram of the node-to-node service,
 //! sent with a leading [`RAW_DATAGRAM`] byte.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -25,7 +25,7 @@ use a3m_core::id::{LinkIncarnation, NodeId, SocketId};
 use a3m_core::link::{LinkPhase, Refusal};
 use a3m_core::node::{Node as CoreNode, NodeError};
 use a3m_core::poll::{Events, PollId, PollSource, Pollable};
-use a3m_core::socket::{SocketEvent, SocketKey, SocketLayer};
+use a3m_core::socket::{Offer, SocketEvent, SocketKey, SocketLayer};
 use a3m_core::time::Instant;
 use a3m_core::wait::Waiters;
 use a3m_platform::reactor::{Clock, ReactorWaker};
@@ -153,10 +153,6 @@ pub(crate) struct State {
     /// The sockets.
     pub(crate) layer: SocketLayer,
     sockets: KeyMap<SocketKey, SocketEntry>,
-    /// Socket messages the transport refused for now (its queue to that peer was full),
-    /// oldest first; they go before anything newer for the same peer.
-    stalled: HashMap<NodeId, VecDeque<Vec<u8>>>,
-    stalled_count: usize,
     /// Socket messages dropped because the transport could never take them.
     pub(crate) dropped_outgoing: u64,
     /// Raw datagrams delivered and not yet received, with their sender.
@@ -212,8 +208,6 @@ impl State {
             core,
             layer,
             sockets: KeyMap::default(),
-            stalled: HashMap::new(),
-            stalled_count: 0,
             dropped_outgoing: 0,
             raw_inbox: VecDeque::new(),
             raw_limit,
@@ -391,12 +385,12 @@ impl State {
     /// Everything accepted and not yet acknowledged by its receiver, including socket
     /// messages still waiting for the transport.
     pub(crate) fn unacknowledged(&self) -> usize {
-        self.core.unacknowledged() + self.stalled_count + self.layer.outgoing_len()
+        self.core.unacknowledged() + self.layer.outgoing_len()
     }
 
     /// Whether [`State::unacknowledged`] is at least `limit` (stops counting there).
     pub(crate) fn unacknowledged_reach(&self, limit: usize) -> bool {
-        let here = self.stalled_count + self.layer.outgoing_len();
+        let here = self.layer.outgoing_len();
         here >= limit || self.core.unacknowledged_reach(limit - here)
     }
 
@@ -450,7 +444,7 @@ impl State {
             // Only wake the reader if the transport can send something now: payloads
             // waiting for slots go out when the receiver's grant arrives (the reader is
             // awake for that anyway).
-            let submitted = self.retry_stalled(now) | self.pump(now);
+            let submitted = self.retry_held(now) | self.pump(now);
             settled.flush |= submitted && self.core.wants_transmit();
             if !self.deliveries_pending() {
                 break;
@@ -496,22 +490,14 @@ impl State {
     fn pump(&mut self, now: Instant) -> bool {
         let mut submitted = false;
         while let Some((to, bytes)) = self.layer.peek_outgoing() {
-            let result = if self.stalled_count > 0 && self.stalled.contains_key(to) {
-                // Keep the order: older messages for this peer are waiting.
-                Err(NodeError::QueueFull)
-            } else {
-                self.core.submit(now, to, bytes)
-            };
-            match result {
+            match self.core.submit(now, to, bytes) {
                 Ok(()) => {
                     self.layer.pop_outgoing();
                     submitted = true;
                 }
+                // The layer keeps it, and later messages for this peer, in order.
                 Err(NodeError::QueueFull) => {
-                    if let Some(out) = self.layer.poll_outgoing() {
-                        self.stalled.entry(out.to).or_default().push_back(out.bytes);
-                        self.stalled_count += 1;
-                    }
+                    self.layer.hold_outgoing();
                 }
                 // Unknown peer or too large: the transport can never take it.
                 Err(_) => {
@@ -524,31 +510,16 @@ impl State {
     }
 
     /// Retries messages the transport refused earlier. Returns whether any was submitted.
-    fn retry_stalled(&mut self, now: Instant) -> bool {
-        if self.stalled_count == 0 {
-            return false;
-        }
-        let mut submitted = false;
-        for (to, queue) in self.stalled.iter_mut() {
-            while let Some(front) = queue.front() {
-                match self.core.submit(now, to, front) {
-                    Err(NodeError::QueueFull) => break,
-                    result => {
-                        if result.is_ok() {
-                            submitted = true;
-                        } else {
-                            self.dropped_outgoing += 1;
-                        }
-                        if let Some(buf) = queue.pop_front() {
-                            self.layer.recycle(buf);
-                        }
-                        self.stalled_count -= 1;
-                    }
-                }
+    fn retry_held(&mut self, now: Instant) -> bool {
+        let (core, dropped) = (&mut self.core, &mut self.dropped_outgoing);
+        self.layer.retry_held(|to, bytes| match core.submit(now, to, bytes) {
+            Ok(()) => Offer::Taken,
+            Err(NodeError::QueueFull) => Offer::Full,
+            Err(_) => {
+                *dropped += 1;
+                Offer::Refused
             }
-        }
-        self.stalled.retain(|_, queue| !queue.is_empty());
-        submitted
+        })
     }
 
     /// Turns the layer's events into socket events and wake-ups. Returns whether a socket

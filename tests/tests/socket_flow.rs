@@ -167,3 +167,30 @@ fn many_threads_share_a_socket() {
     sorted.sort_unstable();
     assert_eq!(sorted, (0..THREADS * PER_THREAD).collect::<Vec<_>>(), "each message exactly once");
 }
+
+#[test]
+fn messages_the_transport_cannot_take_yet_wait_in_order() {
+    // The transport queues at most 2 payloads per peer: with 1000 credits, most messages
+    // wait in the socket layer's held queue for B before the transport takes them.
+    const COUNT: u64 = 3000;
+    let b = node("B");
+    let a = a3m::NodeBuilder::new("A")
+        .peer(b.id().as_str(), b.local_addr())
+        .linger(std::time::Duration::from_secs(5))
+        .configure(|c| c.max_queued = 2)
+        .start()
+        .expect("node starts");
+    let sink = pull(&b, "sink", SocketOptions::new().capacity(1000));
+    let source = a.push("src").unwrap();
+    source.link("B/sink").unwrap();
+    thread::scope(|s| {
+        s.spawn(|| {
+            for n in 0..COUNT {
+                source.send(&numbered(n, 32)).unwrap();
+            }
+        });
+        for n in 0..COUNT {
+            assert_eq!(number(&sink.recv_timeout(WAIT).unwrap()), n);
+        }
+    });
+}

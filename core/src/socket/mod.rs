@@ -108,7 +108,7 @@ pub use error::SocketError;
 pub use events::SocketEvent;
 pub use links::LinkStatus;
 pub use options::{LayerConfig, SocketOptions};
-pub use outbox::Outgoing;
+pub use outbox::{Offer, Outgoing};
 pub use protocol::{
     Control, ControlError, LinkSet, LinkView, Protocol, ProtocolId, RoundRobin, Route,
 };
