@@ -2,7 +2,8 @@
 //! arrives intact, exactly once and in order with small messages around it; two threads
 //! sending on one socket never mix their fragments; a receiver of capacity 1 takes 16 MiB;
 //! a message above the maximum is refused with nothing sent; unlinking or closing during a
-//! message never delivers part of it.
+//! message never delivers part of it; and every size crosses a lossy, duplicating, reordering
+//! relay exactly once.
 
 mod socket_support;
 
@@ -216,4 +217,64 @@ fn a_close_that_gives_up_during_a_message_delivers_none_of_it() {
     assert!(matches!(sink.recv_timeout(Duration::from_millis(500)), Err(Error::Timeout)));
     let taken = sink.links()[0].taken;
     assert!(taken > 1 && taken < 16 * MIB as u64 / 1_218, "{taken} DATA messages arrived");
+}
+
+/// Bound on the lossy-relay test below: 16 MiB is ~14,000 fragments; at 5 % loss (plus
+/// dup and reorder) each lost one is repaired within a few round trips of well under a
+/// millisecond here, so the whole plan takes seconds even in a debug build; a stall (the
+/// stream stopping) would wait out the bound.
+const LOSSY_BOUND: Duration = Duration::from_secs(120);
+
+#[test]
+fn every_size_crosses_a_lossy_duplicating_reordering_relay_exactly_once() {
+    use a3m_tests::relay::{Faults, Relay, RelayConfig};
+
+    let b = node("B");
+    let relay = Relay::bind(RelayConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        to: b.local_addr(),
+        faults: Faults { loss: 0.05, dup: 0.02, reorder: 0.05, ..Faults::none() },
+        seed: 13,
+    })
+    .unwrap()
+    .spawn()
+    .unwrap();
+    // A knows B only at the relay: every datagram both ways crosses it.
+    let a = NodeBuilder::new("A")
+        .peer("B", relay.local_addr())
+        .linger(Duration::from_secs(5))
+        .start()
+        .unwrap();
+    let sink = pull(&b, "sink", SocketOptions::new().notify_if_none(true));
+    let source = a.push("src").unwrap();
+    source.link("B/sink").unwrap();
+    source.wait_for_link(Some(WAIT)).unwrap();
+
+    let sizes = [1, 1_218, 1_219, 64 * 1024, MIB, 8, 16 * MIB, 100];
+    let plan: Vec<(u64, usize)> =
+        sizes.iter().enumerate().map(|(i, &len)| (i as u64, len)).collect();
+    let messages: Vec<Vec<u8>> = plan.iter().map(|&(id, len)| message(id, len)).collect();
+    let started = Instant::now();
+    let sender = std::thread::spawn(move || {
+        for m in &messages {
+            source.send_timeout(m, LOSSY_BOUND).unwrap();
+        }
+        source
+    });
+    for &(id, len) in &plan {
+        let left = LOSSY_BOUND.saturating_sub(started.elapsed());
+        let got = sink.recv_timeout(left).unwrap_or_else(|e| {
+            panic!("message {id} ({len} B) not in {LOSSY_BOUND:?}: {e}; {:?}", relay.counters())
+        });
+        check(id, len, &got);
+    }
+    eprintln!("1 B .. 16 MiB through the relay in {:?}: {:?}", started.elapsed(), relay.counters());
+    let source = sender.join().unwrap();
+    source.close(WAIT).unwrap();
+    // Exactly once: the link ends with nothing more to deliver.
+    assert!(matches!(sink.recv_timeout(WAIT), Err(Error::NoLinks)), "nothing more, ever");
+    let stats = b.socket_stats();
+    assert_eq!((stats.violations, stats.oversized, stats.malformed), (0, 0, 0));
+    let counters = relay.stop();
+    assert!(counters.upstream.dropped > 0, "the relay did drop datagrams: {counters:?}");
 }
