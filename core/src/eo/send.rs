@@ -35,10 +35,13 @@
 //!   learns the path's reordering once.
 //! * **One probe timeout per record**: when nothing is acknowledged for a probe timeout
 //!   (RFC 9002's: smoothed RTT + 4 variations + the peer's ACK delay, doubled per consecutive
-//!   probe, at most `rto_max`) after the last transmission, the two oldest tokens in flight are sent again as probes, outside the
-//!   congestion window. Their ACK (which lists everything delivered) lets loss detection
-//!   find the rest. The backoff resets on any new acknowledgement, and is capped by
-//!   `rto_max`, so a path that heals is probed again within `rto_max`.
+//!   probe, at least `rto_min` and at most `rto_max`) after the last transmission, the two
+//!   oldest tokens in flight are sent again as probes, outside the congestion window. Their
+//!   ACK (which lists everything delivered) lets loss detection find the rest. The backoff
+//!   resets on any new acknowledgement and is capped by `rto_max`, so a path that heals is
+//!   probed again within `rto_max`; a change of address resets it at once.
+//! * **Slot requests** lost (or their grants) are sent again after a probe timeout too: the
+//!   stream stops once the envelopes run out.
 //! * **Congestion window** (module `congestion`): bytes of tokens in flight are bounded, so a
 //!   lossy path is not flooded with retransmissions.
 
