@@ -9,6 +9,27 @@ use super::shared::Sink;
 use super::{LinkSet, Route, SocketError, SocketKey, SocketLayer};
 
 impl SocketLayer {
+    /// The socket of `key` and the shared state, if the socket may send a data message of
+    /// `len` bytes: open, of a protocol that sends, and `len` within the largest message.
+    #[inline]
+    fn sender(
+        &mut self,
+        key: SocketKey,
+        len: usize,
+    ) -> Result<(&mut super::Socket, &mut super::shared::Shared), SocketError> {
+        let (s, shared) = self.parts(key).ok_or(SocketError::Closed)?;
+        if s.closing {
+            return Err(SocketError::Closed);
+        }
+        if !s.protocol.sends() {
+            return Err(SocketError::Unsupported);
+        }
+        if len > shared.config.max_payload {
+            return Err(SocketError::TooLarge);
+        }
+        Ok((s, shared))
+    }
+
     /// Sends a data message where the socket's protocol routes it. Never blocks:
     /// [`SocketError::WouldBlock`] when no link can take it now, [`SocketError::NoLinks`]
     /// when the socket has no link at all, [`SocketError::TooLarge`] beyond
@@ -21,16 +42,7 @@ impl SocketLayer {
     /// [`LayerConfig::max_payload`]: super::LayerConfig::max_payload
     /// [`LayerConfig::max_fragment`]: super::LayerConfig::max_fragment
     pub fn send(&mut self, key: SocketKey, payload: &[u8]) -> Result<(), SocketError> {
-        let (s, shared) = self.parts(key).ok_or(SocketError::Closed)?;
-        if s.closing {
-            return Err(SocketError::Closed);
-        }
-        if !s.protocol.sends() {
-            return Err(SocketError::Unsupported);
-        }
-        if payload.len() > shared.config.max_payload {
-            return Err(SocketError::TooLarge);
-        }
+        let (s, shared) = self.sender(key, payload.len())?;
         if s.links.is_empty() {
             return Err(SocketError::NoLinks);
         }
@@ -75,16 +87,7 @@ impl SocketLayer {
         link: LinkIncarnation,
         payload: &[u8],
     ) -> Result<(), SocketError> {
-        let (s, shared) = self.parts(key).ok_or(SocketError::Closed)?;
-        if s.closing {
-            return Err(SocketError::Closed);
-        }
-        if !s.protocol.sends() {
-            return Err(SocketError::Unsupported);
-        }
-        if payload.len() > shared.config.max_payload {
-            return Err(SocketError::TooLarge);
-        }
+        let (s, shared) = self.sender(key, payload.len())?;
         let l = s.links.get_mut(&link).ok_or(SocketError::UnknownLink)?;
         if !l.carries_data() {
             return Err(SocketError::UnknownLink);
