@@ -2,6 +2,8 @@
 
 use core::fmt;
 
+use super::Refusal;
+
 /// Why a socket operation failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SocketError {
@@ -36,6 +38,9 @@ pub enum SocketError {
         /// Bytes the message needs.
         needed: usize,
     },
+    /// The socket's protocol refused the operation; the reason says why (a receive on a
+    /// request socket with nothing pending, a reply with no request, an unknown route...).
+    Refused(Refusal),
 }
 
 impl fmt::Display for SocketError {
@@ -55,6 +60,7 @@ impl fmt::Display for SocketError {
             SocketError::BufferTooSmall { needed } => {
                 write!(f, "buffer too small: the message has {needed} bytes")
             }
+            SocketError::Refused(why) => write!(f, "refused by the socket's protocol: {why}"),
         }
     }
 }

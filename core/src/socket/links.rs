@@ -273,8 +273,25 @@ impl SocketLayer {
     }
 
     /// Unlinks a socket from `peer`: cancels a handshake, stops retries, or starts the UNLINK
-    /// exchange (the link closes once every message sent on it was received).
+    /// exchange (the link closes once every message sent on it was received). The socket's
+    /// protocol may refuse ([`SocketError::Refused`]: a reply is awaited or owed on the
+    /// link); [`SocketLayer::force_unlink`] does not ask it.
     pub fn unlink(
+        &mut self,
+        now: Instant,
+        key: SocketKey,
+        peer: &SocketId,
+    ) -> Result<(), SocketError> {
+        let (s, _) = self.parts(key).ok_or(SocketError::Closed)?;
+        let inc = *s.by_peer.get(peer).ok_or(SocketError::UnknownLink)?;
+        s.protocol.check_unlink(inc).map_err(SocketError::Refused)?;
+        self.force_unlink(now, key, peer)
+    }
+
+    /// Like [`SocketLayer::unlink`], whatever the protocol says: a request awaiting its reply
+    /// on the link is cancelled (the requester's receive fails), a request owed a reply on it
+    /// is dropped (thesis §5.3.1–§5.3.2, `forceUnlink`).
+    pub fn force_unlink(
         &mut self,
         now: Instant,
         key: SocketKey,

@@ -50,7 +50,8 @@
 //! established links), `route` (the DATA route cache), `timers` (retries, lingers),
 //! `events` ([`SocketEvent`], readiness), `outbox` (messages for the transport, buffer
 //! pool), `shared` (what every socket's links share, [`LayerStats`]), `error`, `options`,
-//! `protocol` and `push_pull`.
+//! `protocol`, [`multipart`] (frames and envelopes in one message), and the socket types:
+//! `push_pull`, `req_rep`, `dealer_router`.
 //!
 //! # Example
 //!
@@ -89,31 +90,37 @@
 //! assert_eq!(b.recv(sink), Err(SocketError::NoLinks));
 //! ```
 
+mod dealer_router;
 mod error;
 mod events;
 mod incoming;
 mod links;
+pub mod multipart;
 mod options;
 mod outbox;
 mod protocol;
 mod push_pull;
 mod recv;
+mod req_rep;
 mod route;
 mod send;
 mod shared;
 mod sockets;
 mod timers;
 
+pub use dealer_router::{DEALER, Dealer, ROUTER, Router};
 pub use error::SocketError;
 pub use events::SocketEvent;
 pub use links::LinkStatus;
 pub use options::{LayerConfig, SocketOptions};
 pub use outbox::{Offer, Outgoing};
 pub use protocol::{
-    Control, ControlError, LinkSet, LinkView, Protocol, ProtocolId, RoundRobin, Route,
+    Control, ControlError, LinkSet, LinkView, Protocol, ProtocolId, Refusal, Rewrite, RoundRobin,
+    Route,
 };
 pub use push_pull::{PULL, PUSH, Pull, Push};
 pub use recv::Received;
+pub use req_rep::{REP, REQ, Rep, Req};
 pub use shared::LayerStats;
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};

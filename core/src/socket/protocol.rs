@@ -22,8 +22,75 @@ pub enum Route {
     One(LinkIncarnation),
     /// Through every established link, only if all of them can send now.
     Every,
+    /// Through every link of [`Protocol::selected`], only if all of them can send now (all or
+    /// none: the synchronized publish of thesis §5.4.1). An empty selection sends to nobody
+    /// and succeeds.
+    Selected,
     /// Nowhere now: the send would block.
     Blocked,
+    /// Nowhere, ever: the send fails with [`SocketError::Refused`] and this reason.
+    ///
+    /// [`SocketError::Refused`]: super::SocketError::Refused
+    Refused(Refusal),
+}
+
+/// Why a protocol refused an operation; carried by [`SocketError::Refused`].
+///
+/// [`SocketError::Refused`]: super::SocketError::Refused
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// A receive on a request socket that has no request in flight (thesis §5.3.1).
+    NoRequestPending,
+    /// The link a request socket awaited its reply on closed: the request is cancelled.
+    ReplierGone,
+    /// A send on a reply socket that has no request to answer (thesis §5.3.2).
+    NoRequestToReply,
+    /// An unlink of the link a reply is awaited on; force it to cancel the request.
+    ReplyAwaited,
+    /// An unlink of the link a reply is owed on; force it to drop the request.
+    ReplyOwed,
+    /// A routed message without a routing id at the head of its envelope.
+    MissingRoute,
+    /// A routing id that names no link of the socket (it closed, or never existed).
+    UnknownRoute,
+    /// A payload that is not a well-formed multipart message
+    /// ([`super::multipart`]).
+    Malformed,
+    /// A protocol-specific reason.
+    Other(&'static str),
+}
+
+impl core::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Refusal::NoRequestPending => "no request is pending: send a request first",
+            Refusal::ReplierGone => "the link to the replier closed before the reply came",
+            Refusal::NoRequestToReply => "no request to reply to: receive a request first",
+            Refusal::ReplyAwaited => {
+                "a reply is awaited on this link (force the unlink to cancel the request)"
+            }
+            Refusal::ReplyOwed => {
+                "a reply is owed on this link (force the unlink to drop the request)"
+            }
+            Refusal::MissingRoute => "the message has no routing id at the head of its envelope",
+            Refusal::UnknownRoute => "the routing id names no link of this socket",
+            Refusal::Malformed => "the payload is not a well-formed multipart message",
+            Refusal::Other(why) => why,
+        })
+    }
+}
+
+/// How a protocol changes an outgoing payload on its way to the link
+/// ([`Protocol::rewrite_outgoing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rewrite {
+    /// Sent as given.
+    Unchanged,
+    /// The first `n` bytes dropped (e.g. a router's routing id), the rest sent as given.
+    Skip(usize),
+    /// The bytes the protocol wrote into its `out` buffer sent instead.
+    Replaced,
 }
 
 /// A socket type.
@@ -135,6 +202,56 @@ pub trait Protocol: Send {
     /// relative to the link's data). Ignored by default.
     fn on_control(&mut self, link: LinkView<'_>, kind: u8, body: &[u8], control: &mut Control) {
         let _ = (link, kind, body, control);
+    }
+
+    /// The links of [`Route::Selected`], chosen by the last [`Protocol::route_send`]
+    /// (empty by default).
+    fn selected(&self) -> &[LinkIncarnation] {
+        &[]
+    }
+
+    /// Changes a payload routed to `link` before it is sent: unchanged by default. A router
+    /// skips the routing id it was addressed by; a reply socket writes the request's
+    /// envelope in front of the reply into `out` (a buffer the layer keeps for reuse).
+    fn rewrite_outgoing(
+        &mut self,
+        link: LinkIncarnation,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Rewrite {
+        let _ = (link, payload, out);
+        Rewrite::Unchanged
+    }
+
+    /// A data message was accepted for sending on `link` (after [`Route::One`]).
+    fn on_sent(&mut self, link: LinkIncarnation) {
+        let _ = link;
+    }
+
+    /// Whether a receive may be attempted at all, before any link is looked at: `Err` fails
+    /// it with that reason (a request socket with no request pending). Allowed by default.
+    fn check_recv(&mut self) -> Result<(), Refusal> {
+        Ok(())
+    }
+
+    /// The application took `payload` from `link`; the protocol may change it in place
+    /// before the application sees it (a router prepends the routing id of `link`; a reply
+    /// socket keeps the request's envelope). Unchanged by default.
+    fn on_taken(&mut self, link: LinkIncarnation, payload: &mut Vec<u8>) {
+        let _ = (link, payload);
+    }
+
+    /// Whether [`Protocol::on_taken`] changes payloads (then a receive into a caller's
+    /// buffer is not offered: its length check would precede the change). False by default.
+    fn rewrites_incoming(&self) -> bool {
+        false
+    }
+
+    /// Whether the application may unlink `link` now (a request socket refuses the link its
+    /// reply is awaited on; a forced unlink skips this check). Allowed by default.
+    fn check_unlink(&self, link: LinkIncarnation) -> Result<(), Refusal> {
+        let _ = link;
+        Ok(())
     }
 }
 

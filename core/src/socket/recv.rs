@@ -27,6 +27,7 @@ impl SocketLayer {
         if !s.protocol.receives() {
             return Err(SocketError::Unsupported);
         }
+        s.protocol.check_recv().map_err(SocketError::Refused)?;
         s.protocol.route_recv(&LinkSet::new(&s.links)).ok_or(if s.links.is_empty() {
             SocketError::NoLinks
         } else {
@@ -43,7 +44,8 @@ impl SocketLayer {
         let link = s.links.get_mut(&inc).ok_or(SocketError::WouldBlock)?;
         let peer = link.peer_id().clone();
         let mut sink = Sink { tag: &s.id.tag, shared };
-        let payload = link.take(&mut sink).ok_or(SocketError::WouldBlock)?;
+        let mut payload = link.take(&mut sink).ok_or(SocketError::WouldBlock)?;
+        s.protocol.on_taken(inc, &mut payload);
         if !shared.is_quiet() {
             self.after(key);
         }
@@ -51,19 +53,26 @@ impl SocketLayer {
     }
 
     /// Like [`SocketLayer::recv`], copying the payload into `buf` (the message stays queued
-    /// if `buf` is too small). Returns its length and link.
+    /// if `buf` is too small). Returns its length and link. [`SocketError::Unsupported`] for
+    /// a protocol that changes the payloads it hands out ([`Protocol::rewrites_incoming`]).
+    ///
+    /// [`Protocol::rewrites_incoming`]: super::Protocol::rewrites_incoming
     pub fn recv_into(
         &mut self,
         key: SocketKey,
         buf: &mut [u8],
     ) -> Result<(usize, LinkIncarnation), SocketError> {
+        if self.socket(key).is_some_and(|s| s.protocol.rewrites_incoming()) {
+            return Err(SocketError::Unsupported);
+        }
         let inc = self.route_recv(key)?;
         let (s, shared) = self.parts(key).ok_or(SocketError::Closed)?;
         let link = s.links.get_mut(&inc).ok_or(SocketError::WouldBlock)?;
         let needed = link.peek_message().ok_or(SocketError::WouldBlock)?.len();
         let dst = buf.get_mut(..needed).ok_or(SocketError::BufferTooSmall { needed })?;
         let mut sink = Sink { tag: &s.id.tag, shared };
-        let payload = link.take(&mut sink).ok_or(SocketError::WouldBlock)?;
+        let mut payload = link.take(&mut sink).ok_or(SocketError::WouldBlock)?;
+        s.protocol.on_taken(inc, &mut payload);
         dst.copy_from_slice(&payload);
         shared.out.pool.give(payload);
         if !shared.is_quiet() {

@@ -2,11 +2,11 @@
 //! protocol control messages.
 
 use crate::id::LinkIncarnation;
-use crate::link::LinkPhase;
+use crate::link::{Link, LinkPhase};
 use crate::wire::message;
 
 use super::shared::Sink;
-use super::{LinkSet, Route, SocketError, SocketKey, SocketLayer};
+use super::{LinkSet, Rewrite, Route, SocketError, SocketKey, SocketLayer};
 
 impl SocketLayer {
     /// The socket of `key` and the shared state, if the socket may send a data message of
@@ -43,38 +43,64 @@ impl SocketLayer {
     /// [`LayerConfig::max_fragment`]: super::LayerConfig::max_fragment
     pub fn send(&mut self, key: SocketKey, payload: &[u8]) -> Result<(), SocketError> {
         let (s, shared) = self.sender(key, payload.len())?;
-        if s.links.is_empty() {
-            return Err(SocketError::NoLinks);
-        }
-        match s.protocol.route_send(&LinkSet::new(&s.links), payload) {
+        let route = s.protocol.route_send(&LinkSet::new(&s.links), payload);
+        match route {
             Route::One(inc) => {
-                let link = s.links.get_mut(&inc).ok_or(SocketError::WouldBlock)?;
+                let Some(link) = s.links.get_mut(&inc) else {
+                    return Err(SocketError::WouldBlock);
+                };
+                let bytes = match s.protocol.rewrite_outgoing(inc, payload, &mut s.scratch) {
+                    Rewrite::Unchanged => payload,
+                    Rewrite::Skip(n) => payload.get(n..).ok_or(SocketError::TooLarge)?,
+                    Rewrite::Replaced => &s.scratch,
+                };
+                if bytes.len() > shared.config.max_payload {
+                    return Err(SocketError::TooLarge);
+                }
                 let fragment = shared.config.max_fragment;
                 let mut sink = Sink { tag: &s.id.tag, shared };
-                let used = link.send_data(payload, fragment, &mut sink);
+                let used = link.send_data(bytes, fragment, &mut sink);
                 if used == 0 {
                     return Err(SocketError::WouldBlock);
                 }
                 shared.credit(key, inc, -i64::from(used));
+                s.protocol.on_sent(inc);
             }
-            Route::Every => {
-                let mut targets = s.links.values().filter(|l| l.phase() == LinkPhase::Established);
+            Route::Every | Route::Selected => {
+                let every = route == Route::Every;
+                let selected = s.protocol.selected();
+                let chosen = |inc: &LinkIncarnation, l: &Link| {
+                    l.phase() == LinkPhase::Established && (every || selected.contains(inc))
+                };
                 let mut any = false;
-                if !targets.all(|l| {
-                    any = true;
-                    l.can_send()
-                }) || !any
-                {
-                    return Err(SocketError::WouldBlock);
+                for (inc, l) in &s.links {
+                    if chosen(inc, l) {
+                        any = true;
+                        if !l.can_send() {
+                            return Err(SocketError::WouldBlock);
+                        }
+                    }
+                }
+                if every && !any {
+                    return Err(if s.links.is_empty() {
+                        SocketError::NoLinks
+                    } else {
+                        SocketError::WouldBlock
+                    });
                 }
                 let fragment = shared.config.max_fragment;
                 for (inc, link) in s.links.iter_mut() {
+                    if !chosen(inc, link) {
+                        continue;
+                    }
                     let mut sink = Sink { tag: &s.id.tag, shared };
                     let used = link.send_data(payload, fragment, &mut sink);
                     shared.credit(key, *inc, -i64::from(used));
                 }
             }
+            Route::Blocked if s.links.is_empty() => return Err(SocketError::NoLinks),
             Route::Blocked => return Err(SocketError::WouldBlock),
+            Route::Refused(why) => return Err(SocketError::Refused(why)),
         }
         Ok(())
     }

@@ -23,6 +23,9 @@ pub(super) struct Socket {
     pub(super) by_peer: BTreeMap<SocketId, LinkIncarnation>,
     /// Queued in `Shared::ready`.
     pub(super) ready_queued: bool,
+    /// Where the protocol rewrites outgoing payloads ([`super::Rewrite::Replaced`]), kept
+    /// for reuse.
+    pub(super) scratch: Vec<u8>,
 }
 
 impl Socket {
@@ -114,6 +117,7 @@ impl SocketLayer {
             links: BTreeMap::new(),
             by_peer: BTreeMap::new(),
             ready_queued: false,
+            scratch: Vec::new(),
         });
         self.by_tag.insert(tag, key);
         self.shared.route = None;
