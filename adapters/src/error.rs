@@ -50,6 +50,14 @@ pub enum Error {
         /// Length of the message.
         needed: usize,
     },
+    /// The socket's type refused the operation in its current state; the reason says
+    /// which rule (e.g. [`crate::Refusal::NoRequestPending`]: a request socket received
+    /// before sending a request).
+    Refused(crate::Refusal),
+    /// A received message is not what the socket's type sends (a malformed multipart
+    /// message from a peer that does not follow the protocol); it was taken and is
+    /// dropped here.
+    Malformed(String),
     /// An operating-system call failed.
     Io(io::Error),
 }
@@ -75,6 +83,8 @@ impl fmt::Display for Error {
             Error::BufferTooSmall { needed } => {
                 write!(f, "receive buffer too small: the message has {needed} bytes")
             }
+            Error::Refused(why) => write!(f, "refused: {why}"),
+            Error::Malformed(why) => write!(f, "malformed message: {why}"),
             Error::Io(e) => write!(f, "I/O error: {e}"),
         }
     }

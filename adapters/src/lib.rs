@@ -66,9 +66,11 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod handle;
 mod key_hash;
 mod node;
 mod options;
+mod patterns;
 mod poll;
 mod reader;
 mod reports;
@@ -83,11 +85,12 @@ pub use a3m_core::node::{NodeConfig, NodeStats};
 pub use a3m_core::poll::{Events, Interest, PollEvent, PollId, PollRequest, Pollable};
 pub use a3m_core::socket::{
     Control, LayerConfig, LayerStats, LinkSet, LinkView, PULL, PUSH, Protocol, ProtocolId, Pull,
-    Push, RoundRobin, Route,
+    Push, Refusal, Rewrite, RoundRobin, Route,
 };
 pub use error::{Error, Result};
 pub use node::{CloseReport, DEFAULT_SPIN, Delivery, Node, NodeBuilder};
 pub use options::SocketOptions;
+pub use patterns::{DealerSocket, RepSocket, ReqSocket, RoutedMessage, RouterSocket};
 pub use poll::{Poller, poll};
 pub use reports::{LinkEvent, LinkFailure, SocketCloseReport};
 pub use socket::{IntoSocketId, Lifecycle, LinkInfo, Socket};

@@ -238,6 +238,23 @@ impl Socket {
         })
     }
 
+    /// Like [`Socket::unlink`], also when the socket's type refuses it: a request socket
+    /// awaiting its reply on the link cancels the request (a reply already on its way may
+    /// still be received; otherwise the receive fails with [`Refusal::ReplierGone`] once the
+    /// link closed), a reply socket owing a reply on it drops the request (thesis §5.3,
+    /// `forceUnlink`).
+    ///
+    /// [`Refusal::ReplierGone`]: crate::Refusal::ReplierGone
+    pub fn force_unlink(&self, peer: impl IntoSocketId) -> Result<()> {
+        let peer = peer.into_socket_id()?;
+        self.with_state(|state, key, now| match state.layer.force_unlink(now, key, &peer) {
+            Err(SocketError::UnknownLink) => {
+                Err(Error::InvalidArgument(format!("{} has no link with {peer}", self.id())))
+            }
+            other => other.map_err(|e| self.error(state, e)),
+        })
+    }
+
     /// Waits until the socket has an established link and returns its peer, waiting up to
     /// `timeout` (`None`: for ever; [`Error::Timeout`]).
     ///
@@ -790,6 +807,7 @@ impl Socket {
                 Error::InvalidArgument("message kind reserved for the core".into())
             }
             SocketError::BufferTooSmall { needed } => Error::BufferTooSmall { needed },
+            SocketError::Refused(why) => Error::Refused(why),
         }
     }
 }
