@@ -1,4 +1,4 @@
-//! a3m RPC throughput: `CLIENTS` client threads, each with its own sockets, against one
+//! a3m RPC throughput: `CLIENTS` client threads, each with its own socket, against one
 //! server socket; the aggregate round trips per second. The counterpart of ci/peers'
 //! `zmq_rpc` and `nng_rpc`.
 //!
@@ -7,18 +7,19 @@
 //! rpc client ADDR SIZE CLIENTS COUNT    (in another process, same arguments)
 //! ```
 //!
-//! a3m has no req/rep sockets yet, so a pair of push/pull links carries each round trip:
-//! client thread `i` of node `client` links its push socket `req<i>` to the server's pull
-//! socket `server/requests` and its pull socket `rep<i>` to the server's push socket
-//! `server/reply<i>`. Requests start with the client number (2 bytes, little endian), which
-//! tells the server's single thread where to send the reply: the request itself, echoed.
+//! `--pattern reqrep` (the default): every client thread has a request socket linked to the
+//! server's reply socket `server/rpc`, which a single thread serves, one request at a time.
+//! `--pattern router`: every client thread has a dealer socket (one request in flight) and
+//! the server's single thread answers through a router socket, by routing id. Requests carry
+//! the client number and the request number; the server echoes each one and the client
+//! checks that every reply is the answer to the request it sent.
 //!
 //! The client makes `COUNT` round trips in all, `COUNT / CLIENTS` per thread, each thread
 //! after one untimed round trip; the clock runs from the moment every thread has made it
 //! until the last one finishes. It prints
 //!
 //! ```text
-//! a3m_rpc clients=C size=S count=N rps=R carrier=push/pull-pair
+//! a3m_rpc clients=C size=S count=N rps=R carrier=req/rep|dealer/router
 //! ```
 //!
 //! Options: `--spin` (microseconds a node polls before sleeping, default 50; 0: never),
@@ -34,8 +35,17 @@ use std::time::{Duration, Instant};
 use a3m::{Node, NodeBuilder};
 use a3m_examples::{Args, fail};
 
-const USAGE: &str =
-    "usage: rpc server|client ADDR SIZE CLIENTS COUNT [--datagram N] [--timeout S] [--spin US]";
+const USAGE: &str = "usage: rpc server|client ADDR SIZE CLIENTS COUNT [--pattern reqrep|router] \
+     [--datagram N] [--timeout S] [--spin US]";
+
+/// Which sockets carry the round trips.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pattern {
+    /// Req sockets against one rep socket.
+    ReqRep,
+    /// Dealer sockets against one router socket.
+    Router,
+}
 
 /// What both sides are told.
 struct Run {
@@ -46,11 +56,12 @@ struct Run {
     datagram: usize,
     spin: Duration,
     timeout: Duration,
+    pattern: Pattern,
 }
 
 fn main() {
     let args = Args::from_env();
-    args.reject_unknown(&["datagram", "timeout", "spin"]);
+    args.reject_unknown(&["datagram", "timeout", "spin", "pattern"]);
     let p = &args.positional;
     if p.len() != 5 {
         fail(USAGE);
@@ -61,8 +72,8 @@ fn main() {
     let size: usize = parse(&p[2], "SIZE");
     let clients: usize = parse(&p[3], "CLIENTS");
     let count: u64 = parse(&p[4], "COUNT");
-    if size < 2 {
-        fail("SIZE must be at least 2 (the client number)");
+    if size < 10 {
+        fail("SIZE must be at least 10 (client and request numbers)");
     }
     if clients == 0 || clients > usize::from(u16::MAX) {
         fail("CLIENTS must be between 1 and 65535");
@@ -78,6 +89,11 @@ fn main() {
         datagram: args.get_or("datagram", 65_507),
         spin: args.spin(),
         timeout: Duration::from_secs(args.get_or("timeout", 30)),
+        pattern: match args.get_or("pattern", "reqrep".to_string()).as_str() {
+            "reqrep" => Pattern::ReqRep,
+            "router" => Pattern::Router,
+            other => fail(&format!("--pattern: reqrep or router, not {other:?}")),
+        },
     };
     match p[0].as_str() {
         "server" => server(&run),
@@ -86,7 +102,7 @@ fn main() {
     }
 }
 
-/// Answers every request with itself, through the push socket of the client that sent it.
+/// Answers every request with itself, from one thread.
 fn server(run: &Run) {
     let node = NodeBuilder::new("server")
         .bind(run.addr)
@@ -95,27 +111,37 @@ fn server(run: &Run) {
         .linger(run.timeout)
         .start()
         .unwrap_or_else(|e| fail(&format!("cannot start node server on {}: {e}", run.addr)));
-    let requests = node.pull("requests").unwrap_or_else(|e| fail(&format!("pull socket: {e}")));
-    let replies: Vec<_> = (0..run.clients)
-        .map(|i| {
-            node.push(&format!("reply{i}")).unwrap_or_else(|e| fail(&format!("push socket: {e}")))
-        })
-        .collect();
-    let mut buf = vec![0u8; requests.max_message().max(run.size)];
     let total = run.clients as u64 * (run.per_client + 1);
-    for n in 0..total {
-        let len = requests
-            .recv_into(&mut buf, Some(run.timeout))
-            .unwrap_or_else(|e| fail(&format!("request {n} of {total}: {e}")));
-        let client = usize::from(u16::from_le_bytes([buf[0], buf[1]]));
-        let Some(reply) = replies.get(client).filter(|_| len == run.size) else {
-            fail(&format!("request {n}: {len} bytes from client {client}"));
-        };
-        reply.send(&buf[..len]).unwrap_or_else(|e| fail(&format!("reply {n}: {e}")));
-    }
-    // Each close waits until that client has received its last reply.
-    for reply in &replies {
-        reply.close(run.timeout).unwrap_or_else(|e| fail(&format!("close: {e}")));
+    let check = |n: u64, len: usize| {
+        if len != run.size {
+            fail(&format!("request {n} of {total}: {len} bytes, expected {}", run.size));
+        }
+    };
+    match run.pattern {
+        Pattern::ReqRep => {
+            let rep = node.rep("rpc").unwrap_or_else(|e| fail(&format!("rep socket: {e}")));
+            for n in 0..total {
+                let request = rep
+                    .recv_timeout(run.timeout)
+                    .unwrap_or_else(|e| fail(&format!("request {n} of {total}: {e}")));
+                check(n, request.len());
+                rep.send(&request).unwrap_or_else(|e| fail(&format!("reply {n}: {e}")));
+            }
+            // Wait until every client has taken its last reply and unlinked.
+            rep.close(run.timeout).unwrap_or_else(|e| fail(&format!("close: {e}")));
+        }
+        Pattern::Router => {
+            let router =
+                node.router("rpc").unwrap_or_else(|e| fail(&format!("router socket: {e}")));
+            for n in 0..total {
+                let request = router
+                    .recv_routed(Some(run.timeout))
+                    .unwrap_or_else(|e| fail(&format!("request {n} of {total}: {e}")));
+                check(n, request.body().len());
+                router.send_routed(&request).unwrap_or_else(|e| fail(&format!("reply {n}: {e}")));
+            }
+            router.close(run.timeout).unwrap_or_else(|e| fail(&format!("close: {e}")));
+        }
     }
     node.close(run.timeout).unwrap_or_else(|e| fail(&format!("node close: {e}")));
 }
@@ -143,47 +169,68 @@ fn client(run: &Run) {
         start.elapsed()
     });
     let done = run.clients as u64 * run.per_client;
+    let carrier = match run.pattern {
+        Pattern::ReqRep => "req/rep",
+        Pattern::Router => "dealer/router",
+    };
     println!(
-        "a3m_rpc clients={} size={} count={done} rps={:.0} carrier=push/pull-pair",
+        "a3m_rpc clients={} size={} count={done} rps={:.0} carrier={carrier}",
         run.clients,
         run.size,
         done as f64 / elapsed.as_secs_f64().max(1e-9)
     );
-    println!(
-        "(a3m has no req/rep sockets yet: a push/pull pair per client carries each round trip)"
-    );
     node.close(run.timeout).unwrap_or_else(|e| fail(&format!("node close: {e}")));
 }
 
-/// One client: its own request and reply sockets, one untimed round trip, then its share.
+/// One client: its own socket, one untimed round trip, then its share. Request `n` of
+/// client `i` starts with `i` (2 bytes) and `n` (8 bytes), little endian.
 fn client_thread(node: &Node, run: &Run, i: usize, ready: &Barrier) {
-    let request = node.push(&format!("req{i}")).unwrap_or_else(|e| fail(&format!("push: {e}")));
-    let reply = node.pull(&format!("rep{i}")).unwrap_or_else(|e| fail(&format!("pull: {e}")));
-    let links = [(&request, "server/requests".to_string()), (&reply, format!("server/reply{i}"))];
-    for (socket, peer) in &links {
-        socket.link(peer.as_str()).unwrap_or_else(|e| fail(&format!("link {peer}: {e}")));
-    }
-    for (socket, peer) in &links {
-        socket
-            .wait_for_link(Some(run.timeout))
-            .unwrap_or_else(|e| fail(&format!("link {peer} at {}: {e}", run.addr)));
-    }
+    let tag = format!("client{i}");
     let mut message = vec![b'x'; run.size];
     message[..2].copy_from_slice(&(i as u16).to_le_bytes());
-    let mut answer = vec![0u8; reply.max_message()];
-    let mut round_trip = |n: u64| {
-        request.send(&message).unwrap_or_else(|e| fail(&format!("client {i} send {n}: {e}")));
-        match reply.recv_into(&mut answer, Some(run.timeout)) {
-            Ok(len) if answer[..len] == message[..] => {}
-            Ok(len) => fail(&format!("client {i}: reply {n} ({len} bytes) is not its request")),
-            Err(e) => fail(&format!("client {i} reply {n}: {e}")),
+    let expect = |n: u64, reply: &[u8], message: &[u8]| {
+        if reply != message {
+            fail(&format!("client {i}: reply {n} ({} bytes) is not its request", reply.len()));
         }
     };
-    round_trip(0);
-    ready.wait();
-    for n in 1..=run.per_client {
-        round_trip(n);
+    match run.pattern {
+        Pattern::ReqRep => {
+            let req = node.req(&tag).unwrap_or_else(|e| fail(&format!("req socket: {e}")));
+            req.link("server/rpc").unwrap_or_else(|e| fail(&format!("link: {e}")));
+            req.wait_for_link(Some(run.timeout))
+                .unwrap_or_else(|e| fail(&format!("link server/rpc at {}: {e}", run.addr)));
+            let mut round_trip = |n: u64| {
+                message[2..10].copy_from_slice(&n.to_le_bytes());
+                let reply = req
+                    .request(&message, run.timeout)
+                    .unwrap_or_else(|e| fail(&format!("client {i} request {n}: {e}")));
+                expect(n, &reply, &message);
+            };
+            round_trip(0);
+            ready.wait();
+            (1..=run.per_client).for_each(&mut round_trip);
+            req.close(run.timeout).unwrap_or_else(|e| fail(&format!("close: {e}")));
+        }
+        Pattern::Router => {
+            let dealer = node.dealer(&tag).unwrap_or_else(|e| fail(&format!("dealer socket: {e}")));
+            dealer.link("server/rpc").unwrap_or_else(|e| fail(&format!("link: {e}")));
+            dealer
+                .wait_for_link(Some(run.timeout))
+                .unwrap_or_else(|e| fail(&format!("link server/rpc at {}: {e}", run.addr)));
+            let mut round_trip = |n: u64| {
+                message[2..10].copy_from_slice(&n.to_le_bytes());
+                dealer
+                    .send(&message)
+                    .unwrap_or_else(|e| fail(&format!("client {i} send {n}: {e}")));
+                let reply = dealer
+                    .recv_timeout(run.timeout)
+                    .unwrap_or_else(|e| fail(&format!("client {i} reply {n}: {e}")));
+                expect(n, &reply, &message);
+            };
+            round_trip(0);
+            ready.wait();
+            (1..=run.per_client).for_each(&mut round_trip);
+            dealer.close(run.timeout).unwrap_or_else(|e| fail(&format!("close: {e}")));
+        }
     }
-    request.close(run.timeout).unwrap_or_else(|e| fail(&format!("close: {e}")));
-    reply.close(run.timeout).unwrap_or_else(|e| fail(&format!("close: {e}")));
 }
