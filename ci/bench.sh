@@ -330,8 +330,8 @@ median() { # FILE: the median of its numbers, or n/a
 }
 runs_of() { [ -s "$1" ] && paste -sd, "$1" || echo -; }
 ratio() { # A B: A/B (two decimals, or two significant digits below 0.1), or n/a
-    awk -v a="$1" -v b="$2" 'BEGIN { if (a+0 > 0 && b+0 > 0) printf (a/b >= 0.1 ? "%.2f\n" :
-        "%.2g\n"), a/b; else print "n/a" }'
+    awk -v a="$1" -v b="$2" 'BEGIN { if (!(a+0 > 0 && b+0 > 0)) print "n/a";
+        else if (a/b >= 0.1) printf "%.2f\n", a/b; else printf "%.2g\n", a/b }'
 }
 
 row_format="%-32s %12s %12s %12s %9s   %s\n"
