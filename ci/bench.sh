@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # a3m beside ZeroMQ and NNG on this machine, in one run: one-way throughput (push/pull),
-# round-trip latency and RPC round trips per second, over loopback only (127.0.0.1).
+# round-trip latency, RPC round trips per second (req/rep and dealer/router) and pub/sub
+# fan-out (delivered messages per second, and how many were lost), over loopback only
+# (127.0.0.1).
 #
 #   bash ci/bench.sh
 #
@@ -12,6 +14,32 @@
 #
 #   ratio size=S a3m_over_zmq=R          throughput, median msgs/s of a3m / of ZeroMQ
 #   ratio rpc clients=C a3m_over_zmq=R   RPC, median round trips/s of a3m / of ZeroMQ
+#   ratio pubsub subscribers=N a3m_over_zmq=R   pub/sub, median delivered msgs/s of a3m /
+#                                        of ZeroMQ
+#   lost pubsub subscribers=N a3m=L zmq=L2 nng=L3   pub/sub, median messages lost
+#
+# R is n/a when a library's runs all failed, and na when the a3m program does not exist
+# (yet); then the a3m column shows "-".
+#
+# The RPC cases: CLIENTS client threads against one server thread. clients=1 runs over
+# req/rep (a3m `rpc ... --pattern reqrep`, ZeroMQ REQ/REP, NNG req0/rep0), more clients over
+# dealer/router (a3m `rpc ... --pattern router`, ZeroMQ DEALER clients and a ROUTER server,
+# NNG has no such pair: req0/rep0 with as many REQ clients, its nearest). a3m's rpc needs
+# `--pattern` (examples/rpc.rs); without it the RPC rows have no a3m column.
+#
+# The pub/sub cases: one publisher sends BENCH_PUBSUB_COUNT messages as fast as it can to
+# N subscribers in one other process (ZeroMQ XPUB/SUB at the default HWM 1000, NNG pub0/sub0
+# with its default buffers: both drop for a slow subscriber); delivered msgs/s is the
+# messages received over all subscribers / the seconds from the first to the last one
+# received, lost is N*COUNT - delivered. The programs (ci/peers/zmq_pubsub.c,
+# ci/peers/nng_pubsub.c, a3m's example `pubsub` once it is listed in examples/Cargo.toml):
+#
+#   PROG sub ADDR SIZE SUBS COUNT     started first
+#   PROG pub ADDR SIZE SUBS COUNT     waits for the SUBS subscribers, then publishes
+#   -> "<lib>_pubsub subscribers=N size=S published=P delivered=D lost=L msgs_per_s=R"
+#
+# (ADDR: 127.0.0.1:PORT for a3m, tcp://127.0.0.1:PORT for the peers). The pub/sub table has
+# per library the median delivered msgs/s and the median lost.
 #
 # Environment (defaults in brackets):
 #   BENCH_REPS [3]             repetitions of every case and library
@@ -20,11 +48,18 @@
 #   BENCH_RPC_COUNT [20000]    round trips per RPC run, over all clients
 #   BENCH_SIZES [1 10 100 500 1000]   message sizes in bytes
 #   BENCH_LAT_SIZES [1 100 1000]      message sizes of the latency cases
-#   BENCH_CLIENTS [1 4]        RPC client threads
+#   BENCH_CLIENTS [1 4 16]     RPC client threads
 #   BENCH_RPC_SIZE [100]       RPC request and reply size
+#   BENCH_RPC_PATTERN_1 [reqrep]   the RPC pattern of clients=1 (reqrep or router)
+#   BENCH_RPC_PATTERN_N [router]   the RPC pattern of more clients (reqrep or router)
+#   BENCH_SUBSCRIBERS [1 10 100]   pub/sub subscribers
+#   BENCH_PUBSUB_COUNT [100000]    messages published per pub/sub run
+#   BENCH_PUBSUB_SIZE [100]        pub/sub message size
 #   BENCH_TIMEOUT [60]         seconds one program may run before it is killed
 #   BENCH_PORT [17000]         first loopback port; each run takes the next one
-#   BENCH_A3M_BIN              a directory holding prebuilt a3m perf programs (no build)
+#   BENCH_A3M_BIN              a directory holding prebuilt a3m perf programs (no build);
+#                              its rpc counts as taking --pattern if the binary holds that
+#                              text, and pubsub is optional
 #   BENCH_A3M_SPIN [50]        microseconds a3m nodes poll before sleeping (0: never)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,8 +70,13 @@ lat_count=${BENCH_LAT_COUNT:-5000}
 rpc_count=${BENCH_RPC_COUNT:-20000}
 sizes=${BENCH_SIZES:-1 10 100 500 1000}
 lat_sizes=${BENCH_LAT_SIZES:-1 100 1000}
-clients_list=${BENCH_CLIENTS:-1 4}
+clients_list=${BENCH_CLIENTS:-1 4 16}
 rpc_size=${BENCH_RPC_SIZE:-100}
+rpc_pattern_1=${BENCH_RPC_PATTERN_1:-reqrep}
+rpc_pattern_n=${BENCH_RPC_PATTERN_N:-router}
+subscribers_list=${BENCH_SUBSCRIBERS:-1 10 100}
+pubsub_count=${BENCH_PUBSUB_COUNT:-100000}
+pubsub_size=${BENCH_PUBSUB_SIZE:-100}
 a3m_spin=${BENCH_A3M_SPIN:-50}
 limit=${BENCH_TIMEOUT:-60}
 port=${BENCH_PORT:-17000}
@@ -55,34 +95,48 @@ if ! [ -f /usr/include/zmq.h ] || ! [ -f /usr/include/nng/nng.h ]; then
     $sudo apt-get install -y -qq libzmq3-dev libnng-dev >/dev/null
 fi
 mkdir -p "$peers" "$runs"
-for family in thr lat rpc; do
+for family in thr lat rpc pubsub; do
     gcc -O2 -Wall -o "$peers/zmq_$family" "ci/peers/zmq_$family.c" -lzmq -lpthread
-    gcc -O2 -Wall -o "$peers/nng_$family" "ci/peers/nng_$family.c" -lnng -lpthread
+    rm -f "$peers/nng_$family"
+    [ ! -f "ci/peers/nng_$family.c" ] ||
+        gcc -O2 -Wall -o "$peers/nng_$family" "ci/peers/nng_$family.c" -lnng -lpthread
 done
 
 # ---- a3m's perf programs -------------------------------------------------------------------
 # The socket-level programs (examples/local_thr.rs and the rest); until they are listed in
 # examples/Cargo.toml, throughput falls back to eo_thr (the exactly-once transport alone)
 # and latency and RPC have no a3m column.
+# The RPC rows need rpc's --pattern, the pub/sub rows the program pubsub; until they exist,
+# those rows run the peers alone.
 a3m_programs=(local_thr remote_thr local_lat remote_lat rpc)
 bin=${BENCH_A3M_BIN:-$target/release/examples}
 have_a3m_sockets=yes
+have_a3m_rpc_pattern=no
+have_a3m_pubsub=no
 if [ -n "${BENCH_A3M_BIN:-}" ]; then
     # Prebuilt programs (e.g. from another checkout): use them as they are.
     for program in "${a3m_programs[@]}"; do
         [ -x "$bin/$program" ] || { echo "BENCH_A3M_BIN: no $bin/$program" >&2; exit 2; }
     done
+    # An rpc that takes --pattern names it in its usage text.
+    grep -qa -- '--pattern' "$bin/rpc" && have_a3m_rpc_pattern=yes
+    [ -x "$bin/pubsub" ] && have_a3m_pubsub=yes
 else
     for program in "${a3m_programs[@]}"; do
         grep -q "name = \"$program\"" examples/Cargo.toml || have_a3m_sockets=no
     done
+    build_args=()
     if [ "$have_a3m_sockets" = yes ]; then
-        build_args=()
         for program in "${a3m_programs[@]}"; do build_args+=(--example "$program"); done
-        cargo build -q --release -p a3m-examples "${build_args[@]}"
+        grep -q -- '--pattern' examples/rpc.rs && have_a3m_rpc_pattern=yes
     else
-        cargo build -q --release -p a3m-examples --example eo_thr
+        build_args+=(--example eo_thr)
     fi
+    if grep -q 'name = "pubsub"' examples/Cargo.toml; then
+        have_a3m_pubsub=yes
+        build_args+=(--example pubsub)
+    fi
+    cargo build -q --release -p a3m-examples "${build_args[@]}"
 fi
 if [ "$have_a3m_sockets" = yes ]; then
     a3m_thr_label="a3m (local_thr/remote_thr)"
@@ -96,10 +150,12 @@ fi
 
 next_port() { port=$((port + 1)); }
 
-# serve_and_run KEY FIELD -- SERVER... -- CLIENT...: starts the server side, then the client
-# side; appends FIELD's value from whichever side printed it to $runs/KEY.
+# serve_and_run KEY FIELD[,EXTRA...] -- SERVER... -- CLIENT...: starts the server side, then
+# the client side; appends FIELD's value from whichever side printed it to $runs/KEY (and
+# each EXTRA field's to $runs/KEY.EXTRA).
 serve_and_run() {
-    local key=$1 field=$2
+    local key=$1 field=${2%%,*} extras=
+    [ "$field" = "$2" ] || extras=${2#*,}
     shift 3
     local server=() client=()
     while [ "$1" != "--" ]; do server+=("$1"); shift; done
@@ -120,6 +176,19 @@ serve_and_run() {
             "output in $log" >&2
         return 0
     fi
+    local extra extra_value
+    for extra in ${extras//,/ }; do
+        extra_value=$(sed -n "s/.*[ ]$extra=\([0-9.]*\).*/\1/p" "$log.server" "$log.client" \
+            | head -n1)
+        if [ -z "$extra_value" ]; then
+            echo "  run failed: $key (no $extra=); output in $log" >&2
+            return 0
+        fi
+    done
+    for extra in ${extras//,/ }; do
+        sed -n "s/.*[ ]$extra=\([0-9.]*\).*/\1/p" "$log.server" "$log.client" | head -n1 \
+            >>"$runs/$key.$extra"
+    done
     echo "$value" >>"$runs/$key"
 }
 
@@ -178,26 +247,56 @@ lat() { # LIB SIZE
     esac
 }
 
+rpc_pattern() { # CLIENTS: reqrep or router
+    if [ "$1" -eq 1 ]; then echo "$rpc_pattern_1"; else echo "$rpc_pattern_n"; fi
+}
+
 rpc() { # LIB CLIENTS
-    local lib=$1 clients=$2 key=rpc.$2.$1
+    local lib=$1 clients=$2 key=rpc.$2.$1 pattern
+    pattern=$(rpc_pattern "$clients")
     next_port
     case $lib in
     a3m)
-        [ "$have_a3m_sockets" = yes ] || return 0
+        [ "$have_a3m_rpc_pattern" = yes ] || return 0
         serve_and_run "$key" rps \
             -- "$bin/rpc" server "127.0.0.1:$port" "$rpc_size" "$clients" "$rpc_count" \
-            --spin "$a3m_spin" \
+            --spin "$a3m_spin" --pattern "$pattern" \
             -- "$bin/rpc" client "127.0.0.1:$port" "$rpc_size" "$clients" "$rpc_count" \
-            --spin "$a3m_spin"
+            --spin "$a3m_spin" --pattern "$pattern"
         ;;
-    *)
+    zmq)
         serve_and_run "$key" rps \
-            -- "$peers/${lib}_rpc" server "tcp://127.0.0.1:$port" "$rpc_size" "$clients" \
+            -- "$peers/zmq_rpc" server "tcp://127.0.0.1:$port" "$rpc_size" "$clients" \
+            "$rpc_count" "$pattern" \
+            -- "$peers/zmq_rpc" client "tcp://127.0.0.1:$port" "$rpc_size" "$clients" \
+            "$rpc_count" "$pattern"
+        ;;
+    nng) # req0/rep0 whatever the pattern: NNG has no dealer/router pair
+        serve_and_run "$key" rps \
+            -- "$peers/nng_rpc" server "tcp://127.0.0.1:$port" "$rpc_size" "$clients" \
             "$rpc_count" \
-            -- "$peers/${lib}_rpc" client "tcp://127.0.0.1:$port" "$rpc_size" "$clients" \
+            -- "$peers/nng_rpc" client "tcp://127.0.0.1:$port" "$rpc_size" "$clients" \
             "$rpc_count"
         ;;
     esac
+}
+
+pubsub() { # LIB SUBSCRIBERS: the subscribers' process first, then the publisher
+    local lib=$1 subs=$2 key=pubsub.$2.$1 program addr
+    next_port
+    case $lib in
+    a3m)
+        [ "$have_a3m_pubsub" = yes ] || return 0
+        program=$bin/pubsub addr=127.0.0.1:$port
+        ;;
+    *)
+        [ -x "$peers/${lib}_pubsub" ] || return 0
+        program=$peers/${lib}_pubsub addr=tcp://127.0.0.1:$port
+        ;;
+    esac
+    serve_and_run "$key" msgs_per_s,lost \
+        -- "$program" sub "$addr" "$pubsub_size" "$subs" "$pubsub_count" \
+        -- "$program" pub "$addr" "$pubsub_size" "$subs" "$pubsub_count"
 }
 
 # ---- The runs: every case, BENCH_REPS times, the three libraries in turn -------------------
@@ -215,8 +314,12 @@ for size in $lat_sizes; do
     for _ in $(seq "$reps"); do for lib in "${libs[@]}"; do lat "$lib" "$size"; done; done
 done
 for clients in $clients_list; do
-    echo "running rpc clients=$clients" >&2
+    echo "running rpc clients=$clients ($(rpc_pattern "$clients"))" >&2
     for _ in $(seq "$reps"); do for lib in "${libs[@]}"; do rpc "$lib" "$clients"; done; done
+done
+for subs in $subscribers_list; do
+    echo "running pubsub subscribers=$subs" >&2
+    for _ in $(seq "$reps"); do for lib in "${libs[@]}"; do pubsub "$lib" "$subs"; done; done
 done
 
 # ---- The report ----------------------------------------------------------------------------
@@ -226,17 +329,18 @@ median() { # FILE: the median of its numbers, or n/a
         printf (m >= 100 ? "%.0f\n" : "%.2f\n"), m}'
 }
 runs_of() { [ -s "$1" ] && paste -sd, "$1" || echo -; }
-ratio() { # A B: A/B, or n/a
-    awk -v a="$1" -v b="$2" 'BEGIN { if (a+0 > 0 && b+0 > 0) printf "%.2f\n", a/b;
-        else print "n/a" }'
+ratio() { # A B: A/B (two decimals, or two significant digits below 0.1), or n/a
+    awk -v a="$1" -v b="$2" 'BEGIN { if (!(a+0 > 0 && b+0 > 0)) print "n/a";
+        else if (a/b >= 0.1) printf "%.2f\n", a/b; else printf "%.2g\n", a/b }'
 }
 
-row_format="%-26s %12s %12s %12s %9s   %s\n"
+row_format="%-32s %12s %12s %12s %9s   %s\n"
 echo
 printf "$row_format" case a3m zmq nng a3m/zmq "runs a3m | zmq | nng"
-report_row() { # LABEL KEY
+report_row() { # LABEL KEY [A3M]: A3M no: the a3m program does not exist, its column is "-"
     local label=$1 key=$2 a z n
     a=$(median "$runs/$key.a3m")
+    [ "${3:-yes}" = yes ] || a=-
     z=$(median "$runs/$key.zmq")
     n=$(median "$runs/$key.nng")
     printf "$row_format" "$label" "$a" "$z" "$n" "$(ratio "$a" "$z")" \
@@ -245,12 +349,22 @@ report_row() { # LABEL KEY
 for size in $sizes; do report_row "thr size=$size (msg/s)" "thr.$size"; done
 for size in $lat_sizes; do report_row "lat size=$size (rtt us)" "lat.$size"; done
 for clients in $clients_list; do
-    report_row "rpc clients=$clients (rt/s)" "rpc.$clients"
+    report_row "rpc clients=$clients $(rpc_pattern "$clients") (rt/s)" "rpc.$clients" \
+        "$have_a3m_rpc_pattern"
 done
+if [ "$have_a3m_rpc_pattern" = no ]; then
+    echo "rpc: no a3m column (examples/rpc.rs has no --pattern yet)"
+fi
+echo "rpc: zmq reqrep = REQ clients, REP server; router = DEALER clients, ROUTER server;" \
+    "nng: req0/rep0 in every row"
 if [ "$have_a3m_sockets" = yes ]; then
-    carrier=$(cat "$runs"/rpc.*.a3m.log 2>/dev/null | grep -o -m1 'carrier=[^ ]*' || true)
-    echo "a3m latency and rpc: ${carrier:-carrier=?} (a3m has no req/rep sockets yet:" \
-        "a push/pull pair carries each round trip)"
+    carrier=$(cat "$runs"/lat.*.a3m.log 2>/dev/null | grep -o -m1 'carrier=[^ ]*' || true)
+    [ -z "$carrier" ] || echo "a3m latency: $carrier"
+    for clients in $clients_list; do
+        carrier=$(cat "$runs/rpc.$clients.a3m.log" 2>/dev/null \
+            | grep -o -m1 'carrier=[^ ]*' || true)
+        [ -z "$carrier" ] || echo "a3m rpc clients=$clients: $carrier"
+    done
     if [ "$a3m_spin" = 0 ]; then
         spinning="sleep at once like ZeroMQ's and NNG's (BENCH_A3M_SPIN=0)"
     else
@@ -262,12 +376,51 @@ if [ "$have_a3m_sockets" = yes ]; then
 fi
 echo "(medians of $reps runs; latency is the mean round trip, lower is better;" \
     "$((SECONDS - started)) s in all)"
+
+# Pub/sub: delivered msgs/s and lost messages side by side.
+pubsub_format="%-26s %12s %10s %12s %10s %12s %10s %9s\n"
+echo
+echo "pub/sub fan-out: $pubsub_count messages of $pubsub_size bytes per run, as fast as the" \
+    "publisher can; delivered msgs/s (all subscribers) and lost messages, medians"
+printf "$pubsub_format" case "a3m msg/s" "a3m lost" "zmq msg/s" "zmq lost" "nng msg/s" \
+    "nng lost" a3m/zmq
+pubsub_median() { # SUBS LIB FIELD: "msgs" or "lost"; "-" if the a3m program is absent
+    if [ "$2" = a3m ] && [ "$have_a3m_pubsub" = no ]; then echo -; return; fi
+    if [ "$3" = msgs ]; then median "$runs/pubsub.$1.$2"; else median "$runs/pubsub.$1.$2.lost"; fi
+}
+pubsub_ratio() { # SUBS
+    if [ "$have_a3m_pubsub" = no ]; then echo na; return; fi
+    ratio "$(pubsub_median "$1" a3m msgs)" "$(pubsub_median "$1" zmq msgs)"
+}
+for subs in $subscribers_list; do
+    printf "$pubsub_format" "pubsub subscribers=$subs" \
+        "$(pubsub_median "$subs" a3m msgs)" "$(pubsub_median "$subs" a3m lost)" \
+        "$(pubsub_median "$subs" zmq msgs)" "$(pubsub_median "$subs" zmq lost)" \
+        "$(pubsub_median "$subs" nng msgs)" "$(pubsub_median "$subs" nng lost)" \
+        "$(pubsub_ratio "$subs")"
+    printf "  runs msg/s  a3m %s | zmq %s | nng %s\n" "$(runs_of "$runs/pubsub.$subs.a3m")" \
+        "$(runs_of "$runs/pubsub.$subs.zmq")" "$(runs_of "$runs/pubsub.$subs.nng")"
+done
+[ "$have_a3m_pubsub" = yes ] || echo "pubsub: no a3m column (no example pubsub yet)"
 echo
 for size in $sizes; do
     echo "ratio size=$size a3m_over_zmq=$(ratio "$(median "$runs/thr.$size.a3m")" \
         "$(median "$runs/thr.$size.zmq")")"
 done
 for clients in $clients_list; do
-    echo "ratio rpc clients=$clients a3m_over_zmq=$(ratio "$(median "$runs/rpc.$clients.a3m")" \
-        "$(median "$runs/rpc.$clients.zmq")")"
+    if [ "$have_a3m_rpc_pattern" = yes ]; then
+        r=$(ratio "$(median "$runs/rpc.$clients.a3m")" "$(median "$runs/rpc.$clients.zmq")")
+    else
+        r=na
+    fi
+    echo "ratio rpc clients=$clients a3m_over_zmq=$r"
+done
+for subs in $subscribers_list; do
+    echo "ratio pubsub subscribers=$subs a3m_over_zmq=$(pubsub_ratio "$subs")"
+done
+for subs in $subscribers_list; do
+    a=$(pubsub_median "$subs" a3m lost)
+    [ "$a" != - ] || a=na
+    echo "lost pubsub subscribers=$subs a3m=$a zmq=$(pubsub_median "$subs" zmq lost)" \
+        "nng=$(pubsub_median "$subs" nng lost)"
 done
