@@ -280,3 +280,87 @@ fn incompatible_patterns_do_not_link() {
     let events: Vec<LinkEvent> = dealer.as_socket().events();
     assert!(events.iter().any(|e| matches!(e, LinkEvent::Established { .. })));
 }
+
+/// Bound on the relay test below: 4 clients × 250 round trips through 5 % loss, 2 % dup and
+/// 5 % reorder; each loss is repaired within a few round trips of well under a millisecond
+/// on loopback, so this takes seconds even in a debug build; a stalled request would wait
+/// out the bound.
+const LOSSY_BOUND: Duration = Duration::from_secs(120);
+
+#[test]
+fn request_reply_through_a_lossy_duplicating_reordering_relay_matches_every_reply() {
+    use a3m::NodeBuilder;
+    use a3m_tests::relay::{Faults, Relay, RelayConfig};
+
+    let server = node("S");
+    let relay = Relay::bind(RelayConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        to: server.local_addr(),
+        faults: Faults { loss: 0.05, dup: 0.02, reorder: 0.05, ..Faults::none() },
+        seed: 14,
+    })
+    .unwrap()
+    .spawn()
+    .unwrap();
+    // The client knows the server only at the relay: every datagram both ways crosses it.
+    let client = NodeBuilder::new("C")
+        .peer("S", relay.local_addr())
+        .linger(Duration::from_secs(5))
+        .start()
+        .unwrap();
+    let rep = server.rep("rep").unwrap();
+    let router = server.router("router").unwrap();
+    const CLIENTS: usize = 4;
+    const ROUNDS: u32 = 250;
+    let started = Instant::now();
+    let rep_server = thread::spawn(move || {
+        for _ in 0..CLIENTS as u32 * ROUNDS {
+            let request = rep.recv_timeout(LOSSY_BOUND).unwrap();
+            rep.send(&request).unwrap();
+        }
+        rep
+    });
+    let router_server = thread::spawn(move || {
+        for _ in 0..CLIENTS as u32 * ROUNDS {
+            let request = router.recv_routed(Some(LOSSY_BOUND)).unwrap();
+            router.send_routed(&request).unwrap();
+        }
+        router
+    });
+    thread::scope(|s| {
+        for i in 0..CLIENTS {
+            let client = &client;
+            s.spawn(move || {
+                let req = client.req(&format!("req{i}")).unwrap();
+                req.link("S/rep").unwrap();
+                req.wait_for_link(Some(WAIT)).unwrap();
+                for n in 0..ROUNDS {
+                    let body = [&(i as u32).to_le_bytes()[..], &n.to_le_bytes()].concat();
+                    assert_eq!(req.request(&body, LOSSY_BOUND).unwrap(), body, "req {i} #{n}");
+                }
+                req.close(WAIT).unwrap();
+            });
+            s.spawn(move || {
+                let dealer = client.dealer(&format!("dealer{i}")).unwrap();
+                dealer.link("S/router").unwrap();
+                dealer.wait_for_link(Some(WAIT)).unwrap();
+                for n in 0..ROUNDS {
+                    let body = [&(i as u32).to_le_bytes()[..], &n.to_le_bytes()].concat();
+                    dealer.send_multipart(&[&body[..], b"second frame"]).unwrap();
+                    let reply = dealer.recv_multipart(Some(LOSSY_BOUND)).unwrap();
+                    assert_eq!(reply, vec![body, b"second frame".to_vec()], "dealer {i} #{n}");
+                }
+                dealer.close(WAIT).unwrap();
+            });
+        }
+    });
+    let rep = rep_server.join().unwrap();
+    let router = router_server.join().unwrap();
+    // Exactly once: no request is left over, none came twice.
+    assert!(matches!(rep.recv_timeout(BRIEF), Err(Error::Timeout | Error::NoLinks)));
+    assert!(matches!(router.recv_routed(Some(BRIEF)), Err(Error::Timeout | Error::NoLinks)));
+    let counters = relay.stop();
+    eprintln!("2 x {CLIENTS} x {ROUNDS} round trips in {:?}: {counters:?}", started.elapsed());
+    assert!(started.elapsed() < LOSSY_BOUND);
+    assert!(counters.upstream.dropped + counters.downstream.dropped > 0, "the relay dropped");
+}
