@@ -40,6 +40,22 @@
 //! calls have timeout and non-blocking variants, and several sockets can be waited on at
 //! once with a [`Poller`] or [`poll()`].
 //!
+//! # Socket patterns
+//!
+//! The patterns ZeroMQ users know come as typed handles, each with only the calls that make
+//! sense for it (thesis chapter 5):
+//!
+//! | pattern | made by | links with | what it guarantees |
+//! |---|---|---|---|
+//! | pipeline | [`Node::push`], [`Node::pull`] | pull, push | round robin; fair queuing |
+//! | request-reply | [`Node::req`] → [`ReqSocket`] | rep, router | one request in flight; exactly-once request and reply |
+//! | | [`Node::rep`] → [`RepSocket`] | req, dealer | one request at a time; the reply goes where the request came from |
+//! | | [`Node::dealer`] → [`DealerSocket`] | rep, router, dealer | any order; envelopes pass through |
+//! | | [`Node::router`] → [`RouterSocket`] | req, dealer, router | replies by routing id, through the exact link |
+//!
+//! Their messages are [multipart](a3m_core::socket::multipart): several frames (and an
+//! envelope of routing ids) sent and received atomically by one call.
+//!
 //! # Socket options by type
 //!
 //! Each socket type takes only the [`SocketOptions`] it uses; setting another one
