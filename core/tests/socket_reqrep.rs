@@ -100,7 +100,7 @@ fn run(seed: u64, router: bool, clients: usize, rounds: u32) -> u64 {
         loop {
             match net.layer(SERVER).recv(server) {
                 Ok(r) => {
-                    let key = body(&Multipart::parse(&r.payload).unwrap().without_envelope());
+                    let key = body(Multipart::parse(&r.payload).unwrap().without_envelope());
                     *seen.entry(key).or_insert(0) += 1;
                     served += 1;
                     held.push(r.payload);

@@ -23,11 +23,15 @@ impl SocketLayer {
     /// when the socket has no link (end of stream once it had some), `WouldBlock` when none
     /// has a message.
     fn route_recv(&mut self, key: SocketKey) -> Result<LinkIncarnation, SocketError> {
-        let (s, _) = self.parts(key).ok_or(SocketError::Closed)?;
+        let (s, shared) = self.parts(key).ok_or(SocketError::Closed)?;
         if !s.protocol.receives() {
             return Err(SocketError::Unsupported);
         }
-        s.protocol.check_recv().map_err(SocketError::Refused)?;
+        if let Err(why) = s.protocol.check_recv() {
+            // Reporting may change the readiness (a request socket's ReplierGone is told once).
+            s.mark_ready(key, shared);
+            return Err(SocketError::Refused(why));
+        }
         s.protocol.route_recv(&LinkSet::new(&s.links)).ok_or(if s.links.is_empty() {
             SocketError::NoLinks
         } else {
