@@ -73,7 +73,9 @@ use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 
 use super::multipart::Multipart;
-use super::protocol::{Control, LinkSet, LinkView, Protocol, ProtocolId, Refusal, RoundRobin, Route};
+use super::protocol::{
+    Control, LinkSet, LinkView, Protocol, ProtocolId, Refusal, RoundRobin, Route,
+};
 use super::topics::Topics;
 use crate::id::LinkIncarnation;
 
@@ -305,9 +307,10 @@ impl Protocol for Pub {
     }
 
     fn writable(&self, links: &LinkSet<'_>) -> bool {
-        self.peers.iter().filter(|(_, p)| !p.topics.is_empty()).all(|(&l, _)| {
-            links.get(l).is_none_or(|v| !v.is_established() || v.can_send())
-        })
+        self.peers
+            .iter()
+            .filter(|(_, p)| !p.topics.is_empty())
+            .all(|(&l, _)| links.get(l).is_none_or(|v| !v.is_established() || v.can_send()))
     }
 
     fn on_link_established(&mut self, link: LinkView<'_>, _control: &mut Control) {
@@ -427,9 +430,9 @@ impl Sub {
     /// Subscription messages sent on `link` and not yet applied by its publisher, plus
     /// those waiting for the window.
     pub fn unapplied(&self, link: LinkIncarnation) -> usize {
-        self.upstream.get(&link).map_or(0, |u| {
-            u.next_seq.wrapping_sub(u.acked) as usize + u.queue.len()
-        })
+        self.upstream
+            .get(&link)
+            .map_or(0, |u| u.next_seq.wrapping_sub(u.acked) as usize + u.queue.len())
     }
 
     /// Sends what the window allows on `link`.

@@ -146,15 +146,11 @@ impl<K: Ord + Copy> Topics<K> {
     /// Calls `f` with every key subscribed to a prefix of `topic` (the empty prefix
     /// included); a key subscribed to several of them comes once per prefix.
     pub fn matches(&self, topic: &[u8], mut f: impl FnMut(&K)) {
-        let mut at = 0u32;
         let mut node = &self.nodes[0];
         node.keys.iter().for_each(&mut f);
         for &byte in topic {
-            match node.child(byte) {
-                Some(next) => at = next,
-                None => return,
-            }
-            node = &self.nodes[at as usize];
+            let Some(next) = node.child(byte) else { return };
+            node = &self.nodes[next as usize];
             node.keys.iter().for_each(&mut f);
         }
     }
