@@ -140,6 +140,19 @@ fn subscribe_command(socket: &Socket, subscribe: bool, topic: &[u8]) -> Result<(
     command(socket, &cmd).map(drop)
 }
 
+/// (subscribed links, their subscriptions).
+fn subscriber_counts(socket: &Socket) -> Result<(usize, usize)> {
+    let reply = command(socket, &[CMD_SUBSCRIBERS])?;
+    let count = |at: usize| {
+        reply
+            .get(at..at + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(|b| u32::from_be_bytes(b) as usize)
+            .ok_or_else(|| Error::Malformed("subscriber count".into()))
+    };
+    Ok((count(0)?, count(4)?))
+}
+
 /// The calls of both publishers.
 macro_rules! publisher_calls {
     ($name:ident) => {
@@ -189,10 +202,13 @@ macro_rules! publisher_calls {
 
             /// How many established links hold at least one subscription.
             pub fn subscribers(&self) -> Result<usize> {
-                let reply = command(&self.socket, &[CMD_SUBSCRIBERS])?;
-                let n: [u8; 4] =
-                    reply.try_into().map_err(|_| Error::Malformed("subscriber count".into()))?;
-                Ok(u32::from_be_bytes(n) as usize)
+                Ok(subscriber_counts(&self.socket)?.0)
+            }
+
+            /// How many subscriptions the established links hold in all (a link subscribed
+            /// to two prefixes counts twice).
+            pub fn subscriptions(&self) -> Result<usize> {
+                Ok(subscriber_counts(&self.socket)?.1)
             }
 
             /// Waits until at least `n` links hold a subscription, up to `timeout`

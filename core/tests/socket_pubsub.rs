@@ -35,7 +35,7 @@ fn command(net: &mut Net, n: usize, key: SocketKey, subscribe: bool, topic: &[u8
 fn subscribers(net: &mut Net, n: usize, key: SocketKey) -> u32 {
     let mut reply = Vec::new();
     net.layer(n).command(key, &[CMD_SUBSCRIBERS], &mut reply).unwrap();
-    u32::from_be_bytes(reply.try_into().unwrap())
+    u32::from_be_bytes(reply[..4].try_into().unwrap())
 }
 
 /// Every message the subscriber has, as (topic, body).

@@ -65,7 +65,8 @@
 //!
 //! The application reaches these protocols through [`super::SocketLayer::command`]:
 //! [`subscription_command`] (sub, xsub) and [`CMD_SUBSCRIBERS`] (pub, xpub: the number of
-//! established links holding a subscription, as a big-endian `u32` reply). An XPub's
+//! established links holding a subscription and of their subscriptions, two big-endian
+//! `u32`s). An XPub's
 //! subscription messages come out of [`super::SocketLayer::take_generated`] in ZeroMQ's
 //! form: `01` then the topic to subscribe, `00` then the topic to unsubscribe.
 
@@ -104,7 +105,8 @@ pub const SUBSCRIPTION_REFUSED: &str =
 pub const CMD_UNSUBSCRIBE: u8 = 0;
 /// Command byte: subscribe to the topic that follows (also an XPub's message).
 pub const CMD_SUBSCRIBE: u8 = 1;
-/// Command byte: how many established links hold a subscription (pub, xpub).
+/// Command byte: how many established links hold a subscription, and how many
+/// subscriptions they hold in all (pub, xpub; two big-endian `u32`s).
 pub const CMD_SUBSCRIBERS: u8 = 2;
 
 /// Control kind: SUBSCRIBE, body = sequence (u32, big endian) + topic.
@@ -356,14 +358,15 @@ impl Protocol for Pub {
     ) -> Result<(), Refusal> {
         match command {
             [CMD_SUBSCRIBERS] => {
-                let n = self
-                    .peers
-                    .iter()
-                    .filter(|(l, p)| {
-                        !p.topics.is_empty() && links.get(**l).is_some_and(|v| v.is_established())
-                    })
-                    .count();
-                reply.extend_from_slice(&(n as u32).to_be_bytes());
+                let (mut n, mut topics) = (0u32, 0u32);
+                for (l, p) in &self.peers {
+                    if !p.topics.is_empty() && links.get(*l).is_some_and(|v| v.is_established()) {
+                        n += 1;
+                        topics += p.topics.len() as u32;
+                    }
+                }
+                reply.extend_from_slice(&n.to_be_bytes());
+                reply.extend_from_slice(&topics.to_be_bytes());
                 Ok(())
             }
             _ => Err(BAD_COMMAND),
