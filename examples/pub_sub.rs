@@ -80,5 +80,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// Alternates fx and stock topics.
 fn topic_of(i: u32) -> Vec<u8> {
-    if i % 2 == 0 { format!("fx.eur{}", i % 3) } else { format!("stocks.s{}", i % 5) }.into_bytes()
+    if i.is_multiple_of(2) { format!("fx.eur{}", i % 3) } else { format!("stocks.s{}", i % 5) }
+        .into_bytes()
 }

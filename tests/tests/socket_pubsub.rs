@@ -19,7 +19,7 @@ const RUN_BOUND: Duration = Duration::from_secs(20);
 
 /// Message `n`'s topic: `a.<n%4>` for even numbers, `b.<n%4>` for odd ones.
 fn topic(n: u64) -> Vec<u8> {
-    format!("{}.{}", if n % 2 == 0 { "a" } else { "b" }, n % 4).into_bytes()
+    format!("{}.{}", if n.is_multiple_of(2) { "a" } else { "b" }, n % 4).into_bytes()
 }
 
 /// Subscriber `i`'s prefix: everything, the a's, or the b's.

@@ -3,7 +3,7 @@
 //!
 //! # Messages and topics
 //!
-//! Every message is a [`multipart`] message whose first frame is its *topic*. A
+//! Every message is a [multipart](super::multipart) message whose first frame is its *topic*. A
 //! subscription to a prefix `P` matches every topic that starts with `P` (the empty prefix
 //! matches everything). Filtering happens at the publisher: it keeps its subscribers'
 //! prefixes in a trie ([`Topics`]) and sends each message only to the links subscribed to

@@ -1,29 +1,4 @@
-//! [`Topics`]: a trie of topic prefixes, each holding the keys subscribed to it, for the
-//! publisher-side filtering of [`super::Pub`] (thesis §5.4.1 uses a Patricia trie after
-//! Sustrik 2013b).
-//!
-//! A byte trie in one arena: a node per prefix byte, children sorted by byte (found by
-//! binary search), the keys subscribed to the prefix that ends at a node, and nodes that
-//! hold neither keys nor children removed at once (their slots reused). Matching a topic
-//! walks its bytes once and visits every subscribed prefix of it. Written by hand: the
-//! `no_std` tries on crates.io either need `std`, carry no per-node value set, or are far
-//! larger than these hundred lines.
-//!
-//! ```
-//! use a3m_core::socket::Topics;
-//! let mut t = Topics::new();
-//! assert!(t.insert(b"news.", 1u32));
-//! assert!(t.insert(b"", 2));
-//! assert!(!t.insert(b"news.", 1)); // already there
-//! let mut hits = Vec::new();
-//! t.matches(b"news.sport", |k| hits.push(*k));
-//! hits.sort();
-//! assert_eq!(hits, [1, 2]);
-//! assert!(t.remove(b"news.", &1));
-//! hits.clear();
-//! t.matches(b"news.sport", |k| hits.push(*k));
-//! assert_eq!(hits, [2]);
-//! ```
+//! [`Topics`], the trie of a publisher's subscriptions.
 
 use alloc::vec::Vec;
 
@@ -45,8 +20,32 @@ impl<K> Node<K> {
     }
 }
 
-/// A trie of topic prefixes to the keys (e.g. links) subscribed to each. See the
-/// [module docs](self).
+/// A trie of topic prefixes, each holding the keys subscribed to it, for the
+/// publisher-side filtering of [`super::Pub`] (thesis §5.4.1 uses a Patricia trie after
+/// Sustrik 2013b).
+///
+/// A byte trie in one arena: a node per prefix byte, children sorted by byte (found by
+/// binary search), the keys subscribed to the prefix that ends at a node, and nodes that
+/// hold neither keys nor children removed at once (their slots reused). Matching a topic
+/// walks its bytes once and visits every subscribed prefix of it. Written by hand: the
+/// `no_std` tries on crates.io either need `std`, carry no per-node value set, or are far
+/// larger than these hundred lines.
+///
+/// ```
+/// use a3m_core::socket::Topics;
+/// let mut t = Topics::new();
+/// assert!(t.insert(b"news.", 1u32));
+/// assert!(t.insert(b"", 2));
+/// assert!(!t.insert(b"news.", 1)); // already there
+/// let mut hits = Vec::new();
+/// t.matches(b"news.sport", |k| hits.push(*k));
+/// hits.sort();
+/// assert_eq!(hits, [1, 2]);
+/// assert!(t.remove(b"news.", &1));
+/// hits.clear();
+/// t.matches(b"news.sport", |k| hits.push(*k));
+/// assert_eq!(hits, [2]);
+/// ```
 #[derive(Debug, Clone)]
 pub struct Topics<K> {
     /// Node 0 is the root (the empty prefix).
