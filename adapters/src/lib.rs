@@ -88,6 +88,7 @@ mod node;
 mod options;
 mod patterns;
 mod poll;
+mod pubsub;
 mod reader;
 mod reports;
 mod runtime;
@@ -100,13 +101,14 @@ pub use a3m_core::link::{AttemptFailure, Backoff, LinkPhase, RefusalCode};
 pub use a3m_core::node::{NodeConfig, NodeStats};
 pub use a3m_core::poll::{Events, Interest, PollEvent, PollId, PollRequest, Pollable};
 pub use a3m_core::socket::{
-    Control, LayerConfig, LayerStats, LinkSet, LinkView, PULL, PUSH, Protocol, ProtocolId, Pull,
-    Push, Refusal, Rewrite, RoundRobin, Route,
+    Control, LayerConfig, LayerStats, LinkSet, LinkView, PUB, PULL, PUSH, Protocol, ProtocolId,
+    Pub, Pull, Push, Refusal, Rewrite, RoundRobin, Route, SUB, Sub, XPUB, XSUB,
 };
 pub use error::{Error, Result};
 pub use node::{CloseReport, DEFAULT_SPIN, Delivery, Node, NodeBuilder};
 pub use options::SocketOptions;
 pub use patterns::{DealerSocket, RepSocket, ReqSocket, RoutedMessage, RouterSocket};
 pub use poll::{Poller, poll};
+pub use pubsub::{PubSocket, Publication, SubSocket, Subscription, XPubSocket, XSubSocket};
 pub use reports::{LinkEvent, LinkFailure, SocketCloseReport};
 pub use socket::{IntoSocketId, Lifecycle, LinkInfo, Socket};

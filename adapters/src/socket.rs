@@ -919,3 +919,27 @@ pub(crate) fn parse_tag(tag: &str) -> Result<TagId> {
 pub(crate) fn parse_node_id(id: &str) -> Result<NodeId> {
     NodeId::new(id).map_err(|e| Error::InvalidArgument(format!("node id {id:?}: {e}")))
 }
+
+impl Socket {
+    /// Runs `op` under the node lock as one attempt of a receive (`interest` has
+    /// [`Events::IN`]) or a send does, for the typed handles' calls that reach the protocol
+    /// ([`a3m_core::socket::SocketLayer::command`], generated messages). `wait`: `None` tries
+    /// once ([`Error::WouldBlock`]); `Some(timeout)` waits for the readiness while `op` would
+    /// block (`timeout` `None`: for ever; [`Error::Timeout`]).
+    pub(crate) fn protocol_call<T>(
+        &self,
+        interest: Events,
+        wait: Option<Option<Duration>>,
+        mut op: impl FnMut(&mut State, SocketKey) -> Result<T, SocketError>,
+    ) -> Result<T> {
+        let mut attempt = || self.attempt_recv_op(&mut op);
+        match wait {
+            None => attempt().unwrap_or(Err(Error::WouldBlock)),
+            Some(timeout) => {
+                let bits =
+                    if interest.contains(Events::IN) { RECV_INTEREST } else { SEND_INTEREST };
+                self.block(WaitMode::Exclusive, bits, timeout, attempt)
+            }
+        }
+    }
+}

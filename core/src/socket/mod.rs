@@ -51,7 +51,8 @@
 //! `events` ([`SocketEvent`], readiness), `outbox` (messages for the transport, buffer
 //! pool), `shared` (what every socket's links share, [`LayerStats`]), `error`, `options`,
 //! `protocol`, [`multipart`] (frames and envelopes in one message), and the socket types:
-//! `push_pull`, `req_rep`, `dealer_router`.
+//! `push_pull`, `req_rep`, `dealer_router`, [`pub_sub`] (with its trie, `topics`, and the
+//! application's commands to a protocol, `command`).
 //!
 //! # Example
 //!
@@ -90,6 +91,7 @@
 //! assert_eq!(b.recv(sink), Err(SocketError::NoLinks));
 //! ```
 
+mod command;
 mod dealer_router;
 mod error;
 mod events;
@@ -99,6 +101,7 @@ pub mod multipart;
 mod options;
 mod outbox;
 mod protocol;
+pub mod pub_sub;
 mod push_pull;
 mod recv;
 mod req_rep;
@@ -107,6 +110,7 @@ mod send;
 mod shared;
 mod sockets;
 mod timers;
+mod topics;
 
 pub use dealer_router::{DEALER, Dealer, ROUTER, Router};
 pub use error::SocketError;
@@ -118,10 +122,12 @@ pub use protocol::{
     Control, ControlError, LinkSet, LinkView, Protocol, ProtocolId, Refusal, Rewrite, RoundRobin,
     Route,
 };
+pub use pub_sub::{PUB, Pub, SUB, Sub, XPUB, XSUB};
 pub use push_pull::{PULL, PUSH, Pull, Push};
 pub use recv::Received;
 pub use req_rep::{REP, REQ, Rep, Req};
 pub use shared::LayerStats;
+pub use topics::Topics;
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;

@@ -253,6 +253,31 @@ pub trait Protocol: Send {
         let _ = link;
         Ok(())
     }
+
+    /// A command from the application to the protocol ([`SocketLayer::command`]): a
+    /// subscriber's subscribe or unsubscribe, a publisher's count of subscribers. The
+    /// protocol may answer in `reply` (cleared before the call) and queue control messages.
+    /// Refused by default.
+    ///
+    /// [`SocketLayer::command`]: super::SocketLayer::command
+    fn on_command(
+        &mut self,
+        links: &LinkSet<'_>,
+        command: &[u8],
+        reply: &mut Vec<u8>,
+        control: &mut Control,
+    ) -> Result<(), Refusal> {
+        let _ = (links, command, reply, control);
+        Err(Refusal::Other("this socket type takes no commands"))
+    }
+
+    /// Takes the next message the protocol generated for the application (an xpub's
+    /// subscription messages) into `out`; false if there is none. Such a protocol says so
+    /// in [`Protocol::readable`]. None by default.
+    fn take_generated(&mut self, out: &mut Vec<u8>, control: &mut Control) -> bool {
+        let _ = (out, control);
+        false
+    }
 }
 
 /// The links of a socket that carry data (established, or unlinking with messages still
