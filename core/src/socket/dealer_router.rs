@@ -27,7 +27,9 @@ pub const DEALER: ProtocolId = 5;
 /// Protocol id of [`Router`].
 pub const ROUTER: ProtocolId = 6;
 
-/// The asynchronous requester. See the [module docs](self).
+/// The asynchronous requester (thesis §5.3.3): sends and receives in any order, sends round
+/// robin to links with a credit, receives fair-queued; envelopes pass through unchanged.
+/// Links with [`super::Rep`], [`Router`] and other dealers.
 #[derive(Debug, Clone, Default)]
 pub struct Dealer {
     send: RoundRobin,
@@ -76,7 +78,14 @@ impl Protocol for Dealer {
     }
 }
 
-/// The asynchronous replier and message router. See the [module docs](self).
+/// The asynchronous replier and message router (thesis §5.3.4).
+///
+/// Puts the routing id of the link each message came on ([`multipart::link_route`]) at the
+/// head of its envelope when the application takes it, and sends each message by the
+/// routing id at the head of its envelope (or a peer socket id written `node/tag`), which
+/// it removes: a reply goes back through the exact link its request came on. A message
+/// without a routing id is refused with [`Refusal::MissingRoute`], one naming no link with
+/// [`Refusal::UnknownRoute`]. Links with [`super::Req`], [`Dealer`] and other routers.
 #[derive(Debug, Clone, Default)]
 pub struct Router {
     recv: RoundRobin,

@@ -68,7 +68,10 @@ impl SocketLayer {
     pub fn handle_message(&mut self, now: Instant, from: &NodeId, msg: &Message<'_>) {
         self.shared.stats.messages_in += 1;
         let data = matches!(msg.body, Body::Data { .. } | Body::DataMore { .. });
-        if data && let Some(route) = self.shared.route.as_ref().filter(|r| r.matches(from, msg)) {
+        if data
+            && let Some(i) = self.shared.routes.find(|r| r.matches(from, msg))
+            && let Some(route) = self.shared.routes.get(i)
+        {
             let (key, link) = (route.key, route.link);
             if let Some((s, shared)) = self.parts(key) {
                 s.handle_traffic(key, Some(link), msg.link, &msg.body, shared);
@@ -90,7 +93,7 @@ impl SocketLayer {
         let peer = SocketId::new(from.clone(), src);
         if let Some((s, shared)) = self.parts(key) {
             if data && let Some(&link) = s.by_peer.get(&peer) {
-                shared.route = RouteCache::new(from, msg, key, link);
+                shared.routes.insert(RouteCache::new(from, msg, key, link));
             }
             s.handle(now, key, peer, msg, shared);
         }
@@ -104,20 +107,21 @@ impl SocketLayer {
         from: &NodeId,
         bytes: &[u8],
     ) -> Result<(), DecodeError> {
-        // The DATA of the last stream seen: its header is the cached prefix, so neither tag
-        // needs decoding (nor UTF-8 checking) again.
-        if let Some(route) = &self.shared.route
+        // The DATA of a recent stream: its header is the cached prefix, so neither tag needs
+        // decoding (nor UTF-8 checking) again.
+        if let Some(i) = self.shared.routes.find(|r| r.tail(from, bytes).is_some())
+            && let Some(route) = self.shared.routes.get(i)
             && let Some(rest) = route.tail(from, bytes)
             && let Some((seq, payload)) = message::decode_data_tail(rest)
         {
-            self.handle_routed(&Body::Data { seq, payload });
+            self.handle_routed(i, &Body::Data { seq, payload });
             return Ok(());
         }
-        // A fragment of that stream (its kind differs in one bit).
-        if let Some(route) = &self.shared.route
-            && let Some(body) = route.fragment(from, bytes)
+        // A fragment of such a stream (its kind differs in one bit).
+        if let Some(i) = self.shared.routes.find(|r| r.fragment(from, bytes).is_some())
+            && let Some(body) = self.shared.routes.get(i).and_then(|r| r.fragment(from, bytes))
         {
-            self.handle_routed(&body);
+            self.handle_routed(i, &body);
             return Ok(());
         }
         match message::decode(bytes) {
@@ -132,10 +136,10 @@ impl SocketLayer {
         }
     }
 
-    /// Handles DATA or DATA_MORE of the cached route ([`Shared::route`], which must be set).
+    /// Handles DATA or DATA_MORE of the cached route `i` ([`Shared::routes`]).
     #[inline(always)]
-    fn handle_routed(&mut self, body: &Body<'_>) {
-        let Some(route) = &self.shared.route else { return };
+    fn handle_routed(&mut self, i: usize, body: &Body<'_>) {
+        let Some(route) = self.shared.routes.get(i) else { return };
         let (key, link, their_link) = (route.key, route.link, route.their_link);
         self.shared.stats.messages_in += 1;
         if let Some((s, shared)) = self.parts(key) {

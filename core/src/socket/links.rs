@@ -91,7 +91,7 @@ impl Socket {
             Link::initiate(inc, peer.clone(), capacity, self.options.batch, &me, &mut sink)
         };
         link.set_max_message(shared.config.max_payload);
-        shared.route = None;
+        shared.routes.clear();
         self.by_peer.insert(peer, inc);
         self.links.insert(inc, link);
         inc
@@ -139,7 +139,7 @@ impl Socket {
                             &mut sink,
                         );
                         link.set_max_message(sink.shared.config.max_payload);
-                        sink.shared.route = None;
+                        sink.shared.routes.clear();
                         self.by_peer.insert(peer, inc);
                         self.links.insert(inc, link);
                     }
@@ -221,7 +221,7 @@ impl Socket {
             }
             LinkEvent::Closed { established } => {
                 let Some(mut link) = self.links.remove(&inc) else { return };
-                shared.route = None;
+                shared.routes.clear();
                 if self.by_peer.get(link.peer_id()) == Some(&inc) {
                     self.by_peer.remove(link.peer_id());
                 }

@@ -180,7 +180,7 @@ impl SocketLayer {
             by_tag: BTreeMap::new(),
             live: 0,
             shared: Shared {
-                route: None,
+                routes: Default::default(),
                 config,
                 next_incarnation: 1,
                 out: Outbox::new(config.pooled_buffers),

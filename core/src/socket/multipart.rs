@@ -26,7 +26,7 @@
 //! ```
 //! use a3m_core::socket::multipart::{self, Multipart};
 //! let mut buf = Vec::new();
-//! multipart::encode(&[b"r1"], &[b"topic", b"body"], &mut buf);
+//! multipart::encode(&[b"r1"], &[&b"topic"[..], b"body"], &mut buf);
 //! assert_eq!(buf, b"\x02r1\x00\x02\x05topicbody");
 //! let m = Multipart::parse(&buf).unwrap();
 //! assert!(m.routes().eq([&b"r1"[..]]));

@@ -31,7 +31,15 @@ pub const REQ: ProtocolId = 3;
 /// Protocol id of [`Rep`].
 pub const REP: ProtocolId = 4;
 
-/// The requesting end of a synchronous request-reply. See the [module docs](self).
+/// The requesting end of a synchronous request-reply (thesis §5.3.1).
+///
+/// Sends a request to the next link with a credit (round robin), then has exactly one
+/// request in flight: further sends wait ([`Route::Blocked`], not an error) until the reply
+/// was taken, by any thread. A receive with no request in flight fails with
+/// [`Refusal::NoRequestPending`]; if the link the reply is awaited on closes, the next
+/// receive fails once with [`Refusal::ReplierGone`] and the socket may send again. That
+/// link cannot be unlinked while the reply is awaited ([`Refusal::ReplyAwaited`]) unless
+/// forced. Links with [`Rep`] and [`super::Router`].
 #[derive(Debug, Clone, Default)]
 pub struct Req {
     next: RoundRobin,
@@ -128,7 +136,14 @@ impl Protocol for Req {
     }
 }
 
-/// The replying end of a synchronous request-reply. See the [module docs](self).
+/// The replying end of a synchronous request-reply (thesis §5.3.2).
+///
+/// Takes one request at a time (fair queuing over its links); its next send is the reply,
+/// which goes back on the link the request came from, behind the request's envelope (so a
+/// reply crosses routers and dealers back to its requester). A send with no request taken
+/// fails with [`Refusal::NoRequestToReply`]; a second receive before replying finds
+/// nothing. The link a reply is owed on cannot be unlinked ([`Refusal::ReplyOwed`]) unless
+/// forced, which drops the request. Links with [`Req`] and [`super::Dealer`].
 #[derive(Debug, Clone, Default)]
 pub struct Rep {
     next: RoundRobin,

@@ -1,12 +1,76 @@
-//! The route cache: where the last DATA message went, so the next one of the same stream
-//! is routed without decoding its tags or looking up its socket and link.
+//! The route cache: where the last DATA messages of a few streams went, so the next one of
+//! the same stream is routed without decoding its tags or looking up its socket and link.
+//! Several entries, because streams interleave: a node with ten subscribers of one publisher
+//! gets their messages in turn.
 
 use crate::id::{LinkIncarnation, NodeId, TagId};
 use crate::wire::message::{self, Body, Message};
 
 use super::SocketKey;
 
-/// See [`Shared::route`].
+/// How many streams the cache remembers.
+pub(super) const ROUTE_CACHE_ENTRIES: usize = 16;
+
+/// The routes of the last few streams (see [`Shared::routes`]), tried most recent first.
+///
+/// [`Shared::routes`]: super::shared::Shared::routes
+#[derive(Debug, Default)]
+pub(super) struct RouteCaches {
+    entries: [Option<RouteCache>; ROUTE_CACHE_ENTRIES],
+    /// The entry that matched last (tried first).
+    last: usize,
+    /// The entry the next insertion replaces (round robin).
+    victim: usize,
+}
+
+impl RouteCaches {
+    /// Forgets every route (a link or socket changed).
+    pub(super) fn clear(&mut self) {
+        if self.entries.iter().any(Option::is_some) {
+            self.entries = Default::default();
+        }
+    }
+
+    /// The route `i`, if set.
+    #[inline]
+    pub(super) fn get(&self, i: usize) -> Option<&RouteCache> {
+        self.entries.get(i)?.as_ref()
+    }
+
+    /// Remembers `route`, replacing the oldest entry.
+    pub(super) fn insert(&mut self, route: Option<RouteCache>) {
+        let Some(route) = route else { return };
+        if let Some(same) =
+            self.entries.iter_mut().flatten().find(|r| r.key == route.key && r.link == route.link)
+        {
+            *same = route;
+            return;
+        }
+        self.entries[self.victim] = Some(route);
+        self.last = self.victim;
+        self.victim = (self.victim + 1) % ROUTE_CACHE_ENTRIES;
+    }
+
+    /// The index of the first route `hit` accepts: the last matched one first, then the one
+    /// after it (streams that take turns, such as a publisher's subscribers, were inserted in
+    /// the order they take them), then all.
+    #[inline]
+    pub(super) fn find(&mut self, mut hit: impl FnMut(&RouteCache) -> bool) -> Option<usize> {
+        if self.get(self.last).is_some_and(&mut hit) {
+            return Some(self.last);
+        }
+        let next = (self.last + 1) % ROUTE_CACHE_ENTRIES;
+        if self.get(next).is_some_and(&mut hit) {
+            self.last = next;
+            return Some(next);
+        }
+        let i = self.entries.iter().position(|r| r.as_ref().is_some_and(&mut hit))?;
+        self.last = i;
+        Some(i)
+    }
+}
+
+/// One stream's route.
 #[derive(Debug)]
 pub(super) struct RouteCache {
     pub(super) from: NodeId,

@@ -10,7 +10,7 @@ use crate::time::Instant;
 use crate::wire::message::{Body, Message};
 
 use super::outbox::Outbox;
-use super::route::RouteCache;
+use super::route::RouteCaches;
 use super::{Control, LayerConfig, Protocol, SocketEvent, SocketKey};
 
 /// Counters of the layer.
@@ -43,10 +43,10 @@ pub struct LayerStats {
 #[derive(Debug)]
 pub(super) struct Shared {
     pub(super) config: LayerConfig,
-    /// Where the last DATA message went: the next one from the same peer socket to the same
-    /// socket skips parsing the tags and three map lookups. Cleared whenever a socket or a
-    /// link to a peer socket comes or goes.
-    pub(super) route: Option<RouteCache>,
+    /// Where the last DATA messages of a few streams went: the next one from the same peer
+    /// socket to the same socket skips parsing the tags and three map lookups. Cleared
+    /// whenever a socket or a link to a peer socket comes or goes.
+    pub(super) routes: RouteCaches,
     pub(super) next_incarnation: u32,
     pub(super) out: Outbox,
     pub(super) link_events: Vec<(LinkIncarnation, LinkEvent)>,

@@ -120,7 +120,7 @@ impl SocketLayer {
             scratch: Vec::new(),
         });
         self.by_tag.insert(tag, key);
-        self.shared.route = None;
+        self.shared.routes.clear();
         self.live += 1;
         Ok(key)
     }
@@ -218,7 +218,7 @@ impl SocketLayer {
         slot.generation = slot.generation.wrapping_add(1);
         self.free.push(key.index);
         self.by_tag.remove(&socket.id.tag);
-        self.shared.route = None;
+        self.shared.routes.clear();
         self.live -= 1;
         self.shared.emit(SocketEvent::Closed { socket: key });
         self.shared.ready.push_back(key);
