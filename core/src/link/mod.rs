@@ -957,6 +957,20 @@ impl Link {
         1
     }
 
+    /// Takes a credit and the next sequence number for a one-fragment DATA that the caller
+    /// sends itself, as one destination of a fan-out (see "Fan-out" in
+    /// [`crate::wire::message`]): [`Link::send_data`] without the sending. `None` when the
+    /// link cannot send a message now.
+    #[inline]
+    pub fn claim_data(&mut self) -> Option<u64> {
+        if self.phase != Phase::Established || self.tx_rest.is_some() || !self.tx.try_consume() {
+            return None;
+        }
+        let seq = self.sent;
+        self.sent += 1;
+        Some(seq)
+    }
+
     /// [`Link::send_data`] of a message longer than one fragment.
     #[inline(never)]
     fn send_fragments(&mut self, payload: &[u8], fragment: usize, sink: &mut impl LinkSink) -> u32 {

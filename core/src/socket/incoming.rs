@@ -124,6 +124,9 @@ impl SocketLayer {
             self.handle_routed(i, &body);
             return Ok(());
         }
+        if message::is_fanout(bytes) {
+            return self.handle_fanout(now, from, bytes);
+        }
         match message::decode(bytes) {
             Ok(msg) => {
                 self.handle_message(now, from, &msg);
@@ -134,6 +137,27 @@ impl SocketLayer {
                 Err(e)
             }
         }
+    }
+
+    /// Handles a DATA_FANOUT as the DATA messages it stands for, one per destination.
+    fn handle_fanout(
+        &mut self,
+        now: Instant,
+        from: &NodeId,
+        bytes: &[u8],
+    ) -> Result<(), DecodeError> {
+        let fanout =
+            message::decode_fanout(bytes).inspect_err(|_| self.shared.stats.malformed += 1)?;
+        for d in fanout.destinations() {
+            let msg = Message {
+                src_tag: fanout.src_tag,
+                dst_tag: d.dst_tag,
+                link: d.link,
+                body: Body::Data { seq: d.seq, payload: fanout.payload },
+            };
+            self.handle_message(now, from, &msg);
+        }
+        Ok(())
     }
 
     /// Handles DATA or DATA_MORE of the cached route `i` ([`Shared::routes`]).

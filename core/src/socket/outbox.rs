@@ -136,6 +136,32 @@ impl Outbox {
     }
 }
 
+impl Outbox {
+    /// Queues a DATA_FANOUT for `to` (see [`message::encode_fanout`]); false if it cannot be
+    /// encoded.
+    pub(crate) fn push_fanout(
+        &mut self,
+        to: &NodeId,
+        src_tag: &str,
+        destinations: &[message::FanoutDestination<'_>],
+        payload: &[u8],
+    ) -> bool {
+        let len = message::fanout_len(src_tag, destinations, payload);
+        let mut buf = self.pool.take_len(len);
+        match message::encode_fanout(src_tag, destinations, payload, &mut buf) {
+            Ok(n) => {
+                buf.truncate(n);
+                self.queue.push_back(Outgoing { to: to.clone(), bytes: buf });
+                true
+            }
+            Err(_) => {
+                self.pool.give(buf);
+                false
+            }
+        }
+    }
+}
+
 impl SocketLayer {
     /// The next encoded message for the transport. Give its buffer back with
     /// [`SocketLayer::recycle`] once submitted. Messages for a destination with held ones

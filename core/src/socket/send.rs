@@ -1,9 +1,12 @@
 //! The send path: data messages routed by the socket's protocol or sent on one link, and
 //! protocol control messages.
 
-use crate::id::LinkIncarnation;
+use alloc::collections::BTreeMap;
+use core::ops::Bound;
+
+use crate::id::{LinkIncarnation, TagId};
 use crate::link::{Link, LinkPhase};
-use crate::wire::message;
+use crate::wire::{self, message, message::FanoutDestination};
 
 use super::shared::Sink;
 use super::{LinkSet, Rewrite, Route, SocketError, SocketKey, SocketLayer};
@@ -89,6 +92,10 @@ impl SocketLayer {
                     });
                 }
                 let fragment = shared.config.max_fragment;
+                if payload.len() <= fragment {
+                    send_fanned_out(&mut s.links, &s.id.tag, shared, key, &chosen, payload);
+                    return Ok(());
+                }
                 for (inc, link) in s.links.iter_mut() {
                     if !chosen(inc, link) {
                         continue;
@@ -143,5 +150,93 @@ impl SocketLayer {
         let l = s.links.get_mut(&link).ok_or(SocketError::UnknownLink)?;
         let mut sink = Sink { tag: &s.id.tag, shared };
         if l.send_control(kind, body, &mut sink) { Ok(()) } else { Err(SocketError::UnknownLink) }
+    }
+}
+
+/// How many links one round of [`send_fanned_out`] claims.
+const FANOUT_BATCH: usize = 32;
+// A `u32` marks which links of a batch were sent.
+const _: () = assert!(FANOUT_BATCH <= 32);
+
+/// Sends a one-fragment `payload` on every link `chosen` accepts (all of which can send):
+/// links whose peers are on one node get one DATA_FANOUT between them (per batch of
+/// [`FANOUT_BATCH`] links) instead of a DATA each (see "Fan-out" in [`message`]), each still with its
+/// own credit and sequence number.
+fn send_fanned_out(
+    links: &mut BTreeMap<LinkIncarnation, Link>,
+    tag: &TagId,
+    shared: &mut super::shared::Shared,
+    key: SocketKey,
+    chosen: &impl Fn(&LinkIncarnation, &Link) -> bool,
+    payload: &[u8],
+) {
+    // A fan-out must fit where one DATA of a full fragment fits.
+    let limit = shared.config.max_fragment + message::DATA_PREFIX_MAX;
+    let mut after: Option<LinkIncarnation> = None;
+    loop {
+        let mut claimed: heapless::Vec<(LinkIncarnation, u64), FANOUT_BATCH> = heapless::Vec::new();
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        for (inc, link) in links.range_mut((start, Bound::Unbounded)) {
+            if claimed.is_full() {
+                break;
+            }
+            if !chosen(inc, link) {
+                continue;
+            }
+            if let Some(seq) = link.claim_data() {
+                // Cannot fail: the batch was checked not full.
+                let _ = claimed.push((*inc, seq));
+                shared.credit(key, *inc, -1);
+            }
+        }
+        let Some(&(last, _)) = claimed.last() else { return };
+        after = Some(last);
+        let tag = tag.as_str();
+        // Bit k set: claimed[k] is in a message already.
+        let mut done: u32 = 0;
+        for i in 0..claimed.len() {
+            if done & (1 << i) != 0 {
+                continue;
+            }
+            let Some(first) = links.get(&claimed[i].0) else { continue };
+            let node = &first.peer_id().node;
+            let mut destinations: heapless::Vec<FanoutDestination<'_>, FANOUT_BATCH> =
+                heapless::Vec::new();
+            let mut len = 2 + tag.len() + 2 + payload.len();
+            for (k, &(inc, seq)) in claimed.iter().enumerate().skip(i) {
+                let Some(link) = links.get(&inc) else { continue };
+                let peer = link.peer_id();
+                if done & (1 << k) != 0 || peer.node != *node {
+                    continue;
+                }
+                let d = FanoutDestination { dst_tag: peer.tag.as_str(), link: inc, seq };
+                let more = 1 + d.dst_tag.len() + 5 + wire::varint_len(seq);
+                if !destinations.is_empty() && len + more > limit {
+                    // The rest for this node go in the next message.
+                    break;
+                }
+                len += more;
+                let _ = destinations.push(d);
+                done |= 1 << k;
+            }
+            let sent = match destinations.as_slice() {
+                [] => continue,
+                [one] => {
+                    let msg = message::Message {
+                        src_tag: tag,
+                        dst_tag: one.dst_tag,
+                        link: one.link,
+                        body: message::Body::Data { seq: one.seq, payload },
+                    };
+                    shared.out.push(node, &msg)
+                }
+                many => shared.out.push_fanout(node, tag, many, payload),
+            };
+            if sent {
+                shared.stats.messages_out += 1;
+            } else {
+                shared.stats.encode_failures += 1;
+            }
+        }
     }
 }

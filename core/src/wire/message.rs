@@ -19,9 +19,25 @@
 //! | `05` | FLOW | credits returned (varint, u32), capacity change (zigzag varint, i32) |
 //! | `06` | DATA | sequence number on the link (varint), payload (rest) |
 //! | `07` | DATA_MORE | as DATA, and more fragments of the same socket message follow |
+//! | `08` | DATA_FANOUT | one DATA for several links to one node (see below) |
 //! | `40`..=`FF` | custom control | body (rest), defined by the socket protocol |
 //!
-//! Kinds `08`..=`3F` are reserved for the core; decoding them is an error. Kind `00` is never a
+//! Kinds `09`..=`3F` are reserved for the core; decoding them is an error.
+//!
+//! # Fan-out
+//!
+//! A socket sending the same message on several links whose peers are on one node (a
+//! publisher with several subscribers in one process) may send it once, as a DATA_FANOUT
+//! ([`encode_fanout`], [`decode_fanout`]), instead of one DATA per link: the receiving
+//! layer handles it as the DATA messages it stands for, each on its own link with its own
+//! sequence number and credit. Its layout differs after the kind byte:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 1 + n | source tag id |
+//! | varint | number of destinations, 2..=[`MAX_FANOUT`] |
+//! | per destination | destination tag id (1 + n), link incarnation (varint), sequence number (varint) |
+//! | rest | payload | Kind `00` is never a
 //! socket message: a TOKEN payload starting with [`RAW_PAYLOAD`] carries raw bytes of the
 //! node-to-node datagram service instead.
 //!
@@ -73,6 +89,12 @@ pub const RAW_PAYLOAD: u8 = 0x00;
 pub fn starts_timers(bytes: &[u8]) -> bool {
     matches!(bytes.first(), Some(&(KIND_ERROR | KIND_LINK | KIND_LINKREPLY | KIND_UNLINK)))
 }
+
+/// DATA for several links of one node: see "Fan-out" in the module docs.
+const KIND_DATA_FANOUT: u8 = 0x08;
+
+/// Most destinations of one DATA_FANOUT.
+pub const MAX_FANOUT: usize = 255;
 
 /// First message kind available to socket protocols for their own control messages.
 pub const FIRST_CUSTOM_KIND: u8 = 0x40;
@@ -505,4 +527,119 @@ mod tests {
             assert_eq!(unzigzag(zigzag(v) as u32), v);
         }
     }
+}
+
+/// One destination of a DATA_FANOUT: the tag of the receiving socket, the sender's
+/// incarnation of the link, and the message's sequence number on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FanoutDestination<'a> {
+    /// The receiving socket's tag.
+    pub dst_tag: &'a str,
+    /// The sender's incarnation of the link.
+    pub link: LinkIncarnation,
+    /// The message's sequence number on that link.
+    pub seq: u64,
+}
+
+/// The length of a DATA_FANOUT of `payload` from `src_tag` to `destinations`.
+pub fn fanout_len(src_tag: &str, destinations: &[FanoutDestination<'_>], payload: &[u8]) -> usize {
+    let each: usize = destinations
+        .iter()
+        .map(|d| 1 + d.dst_tag.len() + varint_len(u64::from(d.link.0)) + varint_len(d.seq))
+        .sum();
+    2 + src_tag.len() + varint_len(destinations.len() as u64) + each + payload.len()
+}
+
+/// Encodes a DATA_FANOUT into `buf` (at least [`fanout_len`] long); returns its length.
+/// Needs 2..=[`MAX_FANOUT`] destinations and tags of 1..=[`TAG_ID_MAX_LEN`] bytes.
+pub fn encode_fanout(
+    src_tag: &str,
+    destinations: &[FanoutDestination<'_>],
+    payload: &[u8],
+    buf: &mut [u8],
+) -> Result<usize, EncodeError> {
+    if !(2..=MAX_FANOUT).contains(&destinations.len()) {
+        return Err(EncodeError::BadValue);
+    }
+    check_id(src_tag, TAG_ID_MAX_LEN).map_err(|_| EncodeError::BadValue)?;
+    for d in destinations {
+        check_id(d.dst_tag, TAG_ID_MAX_LEN).map_err(|_| EncodeError::BadValue)?;
+    }
+    let len = fanout_len(src_tag, destinations, payload);
+    if buf.len() < len {
+        return Err(EncodeError::BufferTooSmall);
+    }
+    let mut w = Writer::new(buf, 0);
+    w.u8(KIND_DATA_FANOUT);
+    w.id(src_tag);
+    w.varint(destinations.len() as u64);
+    for d in destinations {
+        w.id(d.dst_tag);
+        w.varint(u64::from(d.link.0));
+        w.varint(d.seq);
+    }
+    w.bytes(payload);
+    Ok(w.position())
+}
+
+/// A decoded DATA_FANOUT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fanout<'a> {
+    /// The sending socket's tag.
+    pub src_tag: &'a str,
+    /// The encoded destinations (see [`Fanout::destinations`]).
+    destinations: &'a [u8],
+    count: usize,
+    /// The payload every destination gets.
+    pub payload: &'a [u8],
+}
+
+impl<'a> Fanout<'a> {
+    /// The destinations, in order (checked when decoded).
+    pub fn destinations(&self) -> impl Iterator<Item = FanoutDestination<'a>> + 'a {
+        let mut r = Reader::new(self.destinations);
+        (0..self.count).map_while(move |_| read_destination(&mut r).ok())
+    }
+
+    /// How many destinations it has.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Never true: a fan-out has at least two destinations.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
+fn read_destination<'a>(r: &mut Reader<'a>) -> Result<FanoutDestination<'a>, DecodeError> {
+    let dst_tag = r.id(TAG_ID_MAX_LEN)?;
+    let link = LinkIncarnation(r.varint_u32()?);
+    let seq = r.varint()?;
+    Ok(FanoutDestination { dst_tag, link, seq })
+}
+
+/// Whether `bytes` (an encoded socket message) is a DATA_FANOUT.
+#[inline]
+pub fn is_fanout(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&KIND_DATA_FANOUT)
+}
+
+/// Decodes a DATA_FANOUT, checking every destination.
+pub fn decode_fanout(input: &[u8]) -> Result<Fanout<'_>, DecodeError> {
+    let mut r = Reader::new(input);
+    if r.u8()? != KIND_DATA_FANOUT {
+        return Err(DecodeError::BadValue);
+    }
+    let src_tag = r.id(TAG_ID_MAX_LEN)?;
+    let count = usize::try_from(r.varint()?).map_err(|_| DecodeError::BadValue)?;
+    if !(2..=MAX_FANOUT).contains(&count) {
+        return Err(DecodeError::BadValue);
+    }
+    let start = r.position();
+    for _ in 0..count {
+        read_destination(&mut r)?;
+    }
+    let destinations = r.since(start);
+    Ok(Fanout { src_tag, destinations, count, payload: r.rest() })
 }
