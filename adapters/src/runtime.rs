@@ -104,10 +104,14 @@ pub(crate) struct SocketCell {
     /// Handles of the socket alive ([`crate::Node::socket_by_tag`] makes more); the last one
     /// dropped closes it. Changed under the node lock only.
     pub(crate) handles: AtomicUsize,
+    /// Whether a send may go through depends on the message
+    /// ([`a3m_core::socket::Protocol::send_depends_on_message`]): then blocked senders are
+    /// all woken when the socket may have become writable, not one at a time.
+    pub(crate) sends_by_message: bool,
 }
 
 impl SocketCell {
-    fn new(key: SocketKey, id: SocketId) -> Self {
+    fn new(key: SocketKey, id: SocketId, sends_by_message: bool) -> Self {
         let poll_id = PollId(NEXT_POLL_ID.fetch_add(1, Ordering::Relaxed));
         Self {
             key,
@@ -116,6 +120,7 @@ impl SocketCell {
             report: Mutex::new(None),
             ahead: Mutex::new(Ahead::default()),
             handles: AtomicUsize::new(1),
+            sends_by_message,
         }
     }
 }
@@ -246,7 +251,8 @@ impl State {
 
     /// Starts tracking a socket the layer just created.
     pub(crate) fn add_socket(&mut self, key: SocketKey, id: SocketId) -> Arc<SocketCell> {
-        let cell = Arc::new(SocketCell::new(key, id));
+        let by_message = self.layer.protocol(key).is_some_and(|p| p.send_depends_on_message());
+        let cell = Arc::new(SocketCell::new(key, id, by_message));
         let entry = SocketEntry {
             cell: Arc::clone(&cell),
             events: VecDeque::new(),

@@ -434,17 +434,24 @@ impl Socket {
     /// close whose timeout expires first drops the rest (its report counts the link as
     /// aborted) and the receiver, never getting the last fragment, delivers nothing of it.
     pub fn send(&self, payload: &[u8]) -> Result<()> {
-        self.block(WaitMode::Exclusive, SEND_INTEREST, None, || self.attempt_send(payload))
+        self.block(self.send_wait(), SEND_INTEREST, None, || self.attempt_send(payload))
     }
 
     /// Like [`Socket::send`], failing with [`Error::Timeout`] after `timeout`.
     pub fn send_timeout(&self, payload: &[u8], timeout: Duration) -> Result<()> {
-        self.block(WaitMode::Exclusive, SEND_INTEREST, Some(timeout), || self.attempt_send(payload))
+        self.block(self.send_wait(), SEND_INTEREST, Some(timeout), || self.attempt_send(payload))
     }
 
     /// Like [`Socket::send`], failing with [`Error::WouldBlock`] instead of waiting.
     pub fn try_send(&self, payload: &[u8]) -> Result<()> {
         self.attempt_send(payload).unwrap_or(Err(Error::WouldBlock))
+    }
+
+    /// How a blocked send waits: in turn (one waiter woken per readiness change), or all
+    /// together for a socket whose sends depend on the message (a router's route, a
+    /// publisher's topic: the one woken might not be the one that can go).
+    fn send_wait(&self) -> WaitMode {
+        if self.cell.sends_by_message { WaitMode::Shared } else { WaitMode::Exclusive }
     }
 
     fn attempt_send(&self, payload: &[u8]) -> Option<Result<()>> {
@@ -936,9 +943,12 @@ impl Socket {
         match wait {
             None => attempt().unwrap_or(Err(Error::WouldBlock)),
             Some(timeout) => {
-                let bits =
-                    if interest.contains(Events::IN) { RECV_INTEREST } else { SEND_INTEREST };
-                self.block(WaitMode::Exclusive, bits, timeout, attempt)
+                let (mode, bits) = if interest.contains(Events::IN) {
+                    (WaitMode::Exclusive, RECV_INTEREST)
+                } else {
+                    (self.send_wait(), SEND_INTEREST)
+                };
+                self.block(mode, bits, timeout, attempt)
             }
         }
     }

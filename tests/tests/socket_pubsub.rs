@@ -162,7 +162,8 @@ fn a_blocked_publish_sleeps_and_times_out_having_sent_to_nobody() {
     }
     publisher.wait_for_subscribers(2, WAIT).unwrap();
     publisher.publish(b"t", b"0").unwrap();
-    assert!(!publisher.readiness().contains(Events::OUT));
+    // OUT says some publish may go (the other subscriber has credits); this one cannot.
+    assert!(matches!(publisher.try_publish(b"t", b"x"), Err(Error::WouldBlock)));
     let cpu = thread_cpu();
     let t0 = Instant::now();
     let blocked = publisher.publish_timeout(b"t", b"1", Duration::from_millis(500));
@@ -243,4 +244,60 @@ fn a_broker_forwards_publications_and_subscriptions() {
         assert!(Instant::now() < deadline, "the last unsubscription did not arrive");
         thread::sleep(Duration::from_millis(2));
     }
+}
+
+#[test]
+fn a_blocked_publish_goes_when_its_subscribers_free_whatever_the_others_do() {
+    // "a" has one subscriber, "b" another that never reads: a publish on "a" waiting for its
+    // subscriber must go as soon as that one reads.
+    let n = node("N");
+    let publisher = n.publisher("pub").unwrap();
+    let s1 = n.subscriber("s1").unwrap();
+    let s2 = n.subscriber("s2").unwrap();
+    for (s, t) in [(&s1, b"a"), (&s2, b"b")] {
+        s.set_options(s.options().unwrap().capacity(4)).unwrap();
+        s.subscribe(t).unwrap();
+        s.link("N/pub").unwrap();
+    }
+    publisher.wait_for_subscribers(2, WAIT).unwrap();
+    while publisher.try_publish(b"b", b"x").is_ok() {}
+    let mut queued = 0;
+    while publisher.try_publish(b"a", b"x").is_ok() {
+        queued += 1;
+    }
+    thread::scope(|scope| {
+        let waiting = scope.spawn(|| {
+            let started = Instant::now();
+            (publisher.publish_timeout(b"a", b"y", WAIT), started)
+        });
+        thread::sleep(Duration::from_millis(100));
+        for _ in 0..queued {
+            s1.recv_timeout(WAIT).unwrap();
+        }
+        let freed = Instant::now();
+        let (result, _) = waiting.join().unwrap();
+        result.expect("the publish went once its subscriber read");
+        assert!(freed.elapsed() < Duration::from_secs(2), "woken late: {:?}", freed.elapsed());
+    });
+    assert_eq!(s1.recv_timeout(WAIT).unwrap().payload, b"y");
+}
+
+#[test]
+fn a_subscriber_blocked_in_recv_hears_of_a_refused_subscription() {
+    let n = node("Q");
+    let _publisher = n.socket("pub", a3m::Pub::new().with_max_subscriptions(1)).unwrap();
+    let s = n.subscriber("s").unwrap();
+    s.subscribe(b"a").unwrap();
+    s.link("Q/pub").unwrap();
+    s.wait_for_link(Some(WAIT)).unwrap();
+    thread::scope(|scope| {
+        scope.spawn(|| {
+            thread::sleep(Duration::from_millis(200));
+            s.subscribe(b"b").unwrap();
+        });
+        let started = Instant::now();
+        let got = s.recv_timeout(WAIT);
+        assert!(matches!(got, Err(Error::Refused(_))), "{got:?}");
+        assert!(started.elapsed() < Duration::from_secs(5), "woken late: {:?}", started.elapsed());
+    });
 }

@@ -364,3 +364,63 @@ fn request_reply_through_a_lossy_duplicating_reordering_relay_matches_every_repl
     assert!(started.elapsed() < LOSSY_BOUND);
     assert!(counters.upstream.dropped + counters.downstream.dropped > 0, "the relay dropped");
 }
+
+#[test]
+fn router_senders_blocked_on_different_links_each_go_when_their_link_frees() {
+    // Two threads block sending to two full links; freeing the second must wake the sender
+    // to it, even though the first (still full) was blocked before it.
+    let n = node("R");
+    let router = Arc::new(n.router("router").unwrap());
+    let d1 = n.dealer("d1").unwrap();
+    let d2 = n.dealer("d2").unwrap();
+    for d in [&d1, &d2] {
+        d.set_options(d.options().unwrap().capacity(4)).unwrap();
+        d.link("R/router").unwrap();
+        d.wait_for_link(Some(WAIT)).unwrap();
+    }
+    let m1 = RoutedMessage::new(b"R/d1".to_vec(), vec![b"x".to_vec()]);
+    let m2 = RoutedMessage::new(b"R/d2".to_vec(), vec![b"x".to_vec()]);
+    let mut full2 = 0;
+    while router.send_routed_timeout(&m1, BRIEF).is_ok() {}
+    while router.send_routed_timeout(&m2, BRIEF).is_ok() {
+        full2 += 1;
+    }
+    let first = {
+        let router = Arc::clone(&router);
+        let m1 = m1.clone();
+        thread::spawn(move || router.send_routed_timeout(&m1, Duration::from_secs(3)))
+    };
+    thread::sleep(Duration::from_millis(100));
+    let second = {
+        let router = Arc::clone(&router);
+        thread::spawn(move || router.send_routed_timeout(&m2, WAIT))
+    };
+    thread::sleep(Duration::from_millis(100));
+    for _ in 0..full2 {
+        d2.recv_timeout(WAIT).unwrap();
+    }
+    let started = Instant::now();
+    second.join().unwrap().expect("the sender to the freed link went");
+    assert!(started.elapsed() < Duration::from_secs(2), "woken late: {:?}", started.elapsed());
+    // The other one still waits for its own link, and times out (d1 never reads).
+    assert!(matches!(first.join().unwrap(), Err(Error::Timeout)));
+}
+
+#[test]
+fn a_malformed_request_does_not_stop_a_replier() {
+    let n = node("M");
+    let rep = n.rep("rep").unwrap();
+    // A peer that does not follow the protocol: raw bytes through a dealer's generic socket.
+    let bad = n.socket("bad", a3m::core::socket::Dealer::new()).unwrap();
+    let req = n.req("req").unwrap();
+    bad.link("M/rep").unwrap();
+    bad.wait_for_link(Some(WAIT)).unwrap();
+    bad.send(b"\xff").unwrap();
+    assert!(matches!(rep.recv_timeout(WAIT), Err(Error::Malformed(_))));
+    req.link("M/rep").unwrap();
+    req.wait_for_link(Some(WAIT)).unwrap();
+    req.send(b"hello").unwrap();
+    assert_eq!(rep.recv_timeout(WAIT).unwrap(), b"hello");
+    rep.send(b"hi").unwrap();
+    assert_eq!(req.recv_timeout(WAIT).unwrap(), b"hi");
+}

@@ -178,4 +178,8 @@ impl Protocol for Router {
     fn writable(&self, links: &LinkSet<'_>) -> bool {
         links.iter().any(|l| l.can_send())
     }
+
+    fn send_depends_on_message(&self) -> bool {
+        true
+    }
 }

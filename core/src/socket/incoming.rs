@@ -54,6 +54,9 @@ impl Socket {
             }
             Body::Custom { kind, body } => {
                 self.protocol.on_control(LinkView::new(link), kind, body, &mut shared.control);
+                // The protocol's readiness may depend on its control messages (a refused
+                // subscription makes a subscriber readable).
+                ready = true;
             }
             _ => {}
         }

@@ -247,6 +247,16 @@ pub trait Protocol: Send {
         false
     }
 
+    /// Whether a send may go through depends on the message (a router's routing id, a
+    /// publisher's topic), not only on the socket's readiness: [`Protocol::writable`] then
+    /// means "some send may go through", and a runtime wakes every blocked sender whenever
+    /// the readiness may have changed, not just one (a woken sender whose message still
+    /// cannot go would otherwise keep the wake-up from the one whose message can). False by
+    /// default.
+    fn send_depends_on_message(&self) -> bool {
+        false
+    }
+
     /// Whether the application may unlink `link` now (a request socket refuses the link its
     /// reply is awaited on; a forced unlink skips this check). Allowed by default.
     fn check_unlink(&self, link: LinkIncarnation) -> Result<(), Refusal> {

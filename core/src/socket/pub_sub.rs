@@ -24,10 +24,13 @@
 //! per topic**, each topic's messages stay in order; with **several threads publishing one
 //! topic** there is no order among them.
 //!
-//! The publisher is writable ([`crate::poll::Events::OUT`]) when every established link
-//! holding a subscription has a credit: then any publish goes through. A publish blocked
-//! on a subscriber without credit wakes when credits come back (or the link closes, which
-//! removes its subscriptions and its part in the pending publish); it never spins.
+//! The publisher is writable ([`crate::poll::Events::OUT`]) when some publish may go
+//! through: no established link holds a subscription, or one that does has a credit
+//! (which links a publish needs depends on its topic). A runtime wakes every blocked
+//! publisher whenever a link gains credits ([`Protocol::send_depends_on_message`]), so a
+//! publish blocked on a subscriber without credit goes as soon as that subscriber's
+//! credits come back (or its link closes, which removes its subscriptions and its part in
+//! the pending publish), whatever the other subscribers do; it sleeps meanwhile.
 //!
 //! # Subscriptions, in order over an unordered transport
 //!
@@ -308,11 +311,21 @@ impl Protocol for Pub {
         !self.generated.is_empty()
     }
 
+    /// Some publish may go through: no established link holds a subscription (a publish
+    /// then reaches nobody), or one of those that do has a credit. Which links a publish
+    /// needs depends on its topic ([`Protocol::send_depends_on_message`]).
     fn writable(&self, links: &LinkSet<'_>) -> bool {
-        self.peers
+        let mut subscribed = self
+            .peers
             .iter()
             .filter(|(_, p)| !p.topics.is_empty())
-            .all(|(&l, _)| links.get(l).is_none_or(|v| !v.is_established() || v.can_send()))
+            .filter_map(|(&l, _)| links.get(l).filter(|v| v.is_established()))
+            .peekable();
+        subscribed.peek().is_none() || subscribed.any(|v| v.can_send())
+    }
+
+    fn send_depends_on_message(&self) -> bool {
+        true
     }
 
     fn on_link_established(&mut self, link: LinkView<'_>, _control: &mut Control) {

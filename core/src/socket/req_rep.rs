@@ -39,7 +39,9 @@ pub const REP: ProtocolId = 4;
 /// [`Refusal::NoRequestPending`]; if the link the reply is awaited on closes, the next
 /// receive fails once with [`Refusal::ReplierGone`] and the socket may send again. That
 /// link cannot be unlinked while the reply is awaited ([`Refusal::ReplyAwaited`]) unless
-/// forced. Links with [`Rep`] and [`super::Router`].
+/// forced. Links with [`Rep`] and [`super::Router`]. A replier must answer each request
+/// once: a router that sends a message nobody asked for on a link has it taken as the reply
+/// to the next request sent on that link.
 #[derive(Debug, Clone, Default)]
 pub struct Req {
     next: RoundRobin,
@@ -226,13 +228,15 @@ impl Protocol for Rep {
     }
 
     fn on_taken(&mut self, link: LinkIncarnation, payload: &mut Vec<u8>) {
-        self.requester = Some(link);
         self.envelope.clear();
-        // A malformed request keeps its bytes: the application's decoding reports it.
+        // A malformed request (from a peer that does not follow the protocol) is handed over
+        // as it is, for the application's decoding to report, and owes no reply: the next
+        // receive serves the next request.
         if let Ok(m) = Multipart::parse(payload) {
             let n = m.envelope().len();
             self.envelope.extend_from_slice(m.envelope());
             payload.drain(..n);
+            self.requester = Some(link);
         }
     }
 
