@@ -170,6 +170,12 @@ impl SimNode for Node {
                                 ranges.join(",")
                             ));
                         }
+                        Record::PathChallenge(d) => {
+                            text.push_str(&format!(" PATH_CHALLENGE[{d:02x?}]"))
+                        }
+                        Record::PathResponse(d) => {
+                            text.push_str(&format!(" PATH_RESPONSE[{d:02x?}]"))
+                        }
                         Record::Token(_) => {}
                     }
                 }
