@@ -67,6 +67,7 @@
 
 mod error;
 mod key_hash;
+pub mod keyfile;
 mod node;
 mod options;
 mod poll;
