@@ -635,7 +635,6 @@ fn start_relay(to: SocketAddr, faults: Faults, seed: u64) -> Result<RelayHandle,
 // ---------------------------------------------------------------------------------------
 // Example binaries
 
-/// The path of example `name`, built beside this test binary (`target/<profile>/examples`).
 /// A key file (mode 0600) shared by the sealed cases of this run.
 fn key_file() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
@@ -650,6 +649,7 @@ fn key_file() -> &'static Path {
     })
 }
 
+/// The path of example `name`, built beside this test binary (`target/<profile>/examples`).
 fn example(name: &str) -> PathBuf {
     examples_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
 }
