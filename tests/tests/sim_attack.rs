@@ -34,7 +34,7 @@ fn node(index: usize, sealed: bool) -> Node {
     let mut n = Node::new(node_id(index), NodeConfig::default());
     n.set_path_secret([index as u8 + 1; 32]);
     if sealed {
-        let aead = if index % 2 == 0 { Aead::ChaCha20Poly1305 } else { Aead::Aes256Gcm };
+        let aead = if index.is_multiple_of(2) { Aead::ChaCha20Poly1305 } else { Aead::Aes256Gcm };
         n.set_seal(SealConfig { psk: Psk::new(KEY), epoch: 1000 + index as u64, aead });
     }
     n
