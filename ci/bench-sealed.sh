@@ -67,9 +67,9 @@ cargo build -q --release -p a3m-examples "${programs[@]}"
 bin=$target/release/examples
 keydir=$(mktemp -d)
 trap 'rm -rf "$keydir"' EXIT
-key=$keydir/psk
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$key"
-chmod 600 "$key"
+keyfile=$keydir/psk
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$keyfile"
+chmod 600 "$keyfile"
 
 # ---- Running one measurement (as in ci/bench.sh) ---------------------------------------------
 next_port() { port=$((port + 1)); }
@@ -107,7 +107,7 @@ thr() { # LIB SIZE
     case $lib in
     a3m_plain | a3m_sealed)
         local sealing=()
-        [ "$lib" = a3m_sealed ] && sealing=(--key-file "$key")
+        [ "$lib" = a3m_sealed ] && sealing=(--key-file "$keyfile")
         serve_and_run "$key" msgs_per_sec \
             -- "$bin/local_thr" "127.0.0.1:$port" "$size" "$count" --spin "$a3m_spin" \
             "${sealing[@]}" \
@@ -126,7 +126,7 @@ rpc() { # LIB CLIENTS
     local lib=$1 clients=$2 key=rpc.$2.$1
     next_port
     local sealing=()
-    [ "$lib" = a3m_sealed ] && sealing=(--key-file "$key")
+    [ "$lib" = a3m_sealed ] && sealing=(--key-file "$keyfile")
     serve_and_run "$key" rps \
         -- "$bin/rpc" server "127.0.0.1:$port" 100 "$clients" "$rpc_count" --spin "$a3m_spin" \
         "${sealing[@]}" \

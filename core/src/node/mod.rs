@@ -543,16 +543,15 @@ impl Node {
             .and_then(|ps| ps.rx.as_ref())
             .filter(|(id, a, e, _)| *id == parts.key_id && *a == aead && *e == parts.epoch);
         let mut opened = None;
+        let (counter, tag, ciphertext) = (parts.counter, &parts.tag, parts.ciphertext);
         if let Some((_, _, _, cipher)) = cached {
-            scratch[..n].copy_from_slice(parts.ciphertext);
-            if cipher.open(parts.counter, aad, &mut scratch[..n], &parts.tag).is_ok() {
+            if cipher.open_into(counter, aad, ciphertext, &mut scratch[..n], tag).is_ok() {
                 opened = Some(None);
             }
         } else {
             for ks in [current, previous].into_iter().flatten() {
                 let cipher = ks.cipher(aead, parts.epoch, src.as_str(), self.id.as_str());
-                scratch[..n].copy_from_slice(parts.ciphertext);
-                if cipher.open(parts.counter, aad, &mut scratch[..n], &parts.tag).is_ok() {
+                if cipher.open_into(counter, aad, ciphertext, &mut scratch[..n], tag).is_ok() {
                     opened = Some(Some(cipher));
                     break;
                 }

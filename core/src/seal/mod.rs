@@ -27,6 +27,7 @@ mod window;
 use core::fmt;
 
 use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::ChaCha20Poly1305;
 use hkdf::Hkdf;
@@ -254,6 +255,25 @@ impl Cipher {
         .map_err(|_| SealError::BufferTooSmall)?;
         tail[..SEAL_TAG_LEN].copy_from_slice(&tag);
         Ok(total)
+    }
+
+    /// Checks `tag` over `aad` and `ciphertext`, decrypting it into `out` (as long) on the
+    /// way: no copy of the input first. On failure `out` holds garbage: drop it.
+    pub fn open_into(
+        &self,
+        counter: u64,
+        aad: &[u8],
+        ciphertext: &[u8],
+        out: &mut [u8],
+        tag: &[u8; SEAL_TAG_LEN],
+    ) -> Result<(), SealError> {
+        let buf = InOutBuf::new(ciphertext, out).map_err(|_| SealError::BufferTooSmall)?;
+        let nonce = nonce(counter);
+        match self {
+            Cipher::ChaCha(c) => c.decrypt_inout_detached(&nonce.into(), aad, buf, tag.into()),
+            Cipher::Aes(c) => c.decrypt_inout_detached(&nonce.into(), aad, buf, tag.into()),
+        }
+        .map_err(|_| SealError::BadTag)
     }
 
     /// Checks `tag` over `aad` and the ciphertext in `body`, and decrypts `body` in place.
