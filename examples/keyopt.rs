@@ -16,3 +16,9 @@ pub fn with_key_file(builder: NodeBuilder, args: &Args) -> NodeBuilder {
         Some(path) => builder.psk_file(&path).unwrap_or_else(|e| fail(&format!("--key-file: {e}"))),
     }
 }
+
+/// Why links may not come up, if the node refused a peer's datagrams (or a peer refused its
+/// own) for a sealing mismatch: `" (peer ... has no key ...)"`, or empty.
+pub fn refusal(node: &a3m::Node) -> String {
+    node.last_refusal().map_or_else(String::new, |r| format!(" ({r})"))
+}

@@ -54,7 +54,8 @@ fn main() {
     let sink = node
         .socket_with("sink", Box::new(Pull::new()), options)
         .unwrap_or_else(|e| fail(&format!("pull socket: {e}")));
-    sink.wait_for_link(Some(timeout)).unwrap_or_else(|e| fail(&format!("no sender: {e}")));
+    sink.wait_for_link(Some(timeout))
+        .unwrap_or_else(|e| fail(&format!("no sender: {e}{}", keyopt::refusal(&node))));
     sink.set_notify_if_none(true).unwrap_or_else(|e| fail(&format!("notify-if-none: {e}")));
 
     let mut buf = vec![0u8; sink.max_message().max(size)];

@@ -57,8 +57,9 @@ fn main() {
     println!("pull listening on {} as {}", node.local_addr(), pull.id());
     // Notify-if-none ends the stream once the socket is link-free: wait for the first link
     // without it (with it, a link-free socket's wait would fail at once), then set it.
-    let peer =
-        pull.wait_for_link(None).unwrap_or_else(|e| fail(&format!("waiting for a link: {e}")));
+    let peer = pull
+        .wait_for_link(None)
+        .unwrap_or_else(|e| fail(&format!("waiting for a link: {e}{}", keyopt::refusal(&node))));
     pull.set_notify_if_none(true).unwrap_or_else(|e| fail(&format!("notify-if-none: {e}")));
     println!("pull linked from {peer}");
 

@@ -76,8 +76,9 @@ fn main() {
         fail(&format!("--size {size} exceeds the largest message, {}", push.max_message()));
     }
     push.link(link.as_str()).unwrap_or_else(|e| fail(&format!("link {link}: {e}")));
-    let peer =
-        push.wait_for_link(Some(timeout)).unwrap_or_else(|e| fail(&format!("link {link}: {e}")));
+    let peer = push
+        .wait_for_link(Some(timeout))
+        .unwrap_or_else(|e| fail(&format!("link {link}: {e}{}", keyopt::refusal(&node))));
     println!("push linked to {peer}");
 
     let start = Instant::now();

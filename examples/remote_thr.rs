@@ -46,9 +46,9 @@ fn main() {
         fail(&format!("SIZE {size} exceeds the largest message, {}", source.max_message()));
     }
     source.link("local/sink").unwrap_or_else(|e| fail(&format!("link local/sink: {e}")));
-    source
-        .wait_for_link(Some(timeout))
-        .unwrap_or_else(|e| fail(&format!("link local/sink at {addr}: {e}")));
+    source.wait_for_link(Some(timeout)).unwrap_or_else(|e| {
+        fail(&format!("link local/sink at {addr}: {e}{}", keyopt::refusal(&node)))
+    });
 
     let message = vec![b'x'; size];
     for i in 0..count {

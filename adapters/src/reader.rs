@@ -183,7 +183,7 @@ impl Reader {
                     // A sealing mismatch: a link with that peer cannot come up; say why.
                     self.reported_refusal = state.core.last_refusal().cloned();
                     if let Some(r) = &self.reported_refusal {
-                        eprintln!("a3m node {}: refusing datagrams: {r}", self.shared.id);
+                        eprintln!("a3m node {}: sealing mismatch: {r}", self.shared.id);
                     }
                 }
                 // (A closing node also waits for its peers to confirm its ACKs.)

@@ -157,6 +157,8 @@ fn each_bad_datagram_is_dropped_with_its_own_counter_and_changes_nothing() {
     let home = p.a_addr;
 
     let check = |p: &mut Pair, name: &str, bytes: &[u8], from: SocketAddr, counter: usize| {
+        // Only a plaintext datagram gets an answer: the notice saying why it is refused.
+        let notice = counter == 1;
         let before = drops(p.b.stats());
         p.b.handle_datagram(now, from, bytes);
         let after = drops(p.b.stats());
@@ -165,7 +167,15 @@ fn each_bad_datagram_is_dropped_with_its_own_counter_and_changes_nothing() {
         assert_eq!(p.b.peer_count(), peers, "{name}");
         assert_eq!(p.b.peer_addr(&id("a")), Some(p.a_addr), "{name}");
         assert!(!p.b.has_delivery(), "{name}");
-        assert!(!p.b.wants_transmit(), "{name}: a dropped datagram made output");
+        assert_eq!(p.b.wants_transmit(), notice, "{name}: output after a dropped datagram");
+        let mut buf = [0u8; 256];
+        if let Some((to, len)) = p.b.poll_transmit(now, &mut buf) {
+            assert!(notice, "{name}");
+            assert_eq!(to, from);
+            let d = a3m_core::wire::decode_datagram(&buf[..len]).unwrap();
+            assert!(matches!(d.records().next(), Some(a3m_core::wire::Record::SealMismatch(2))));
+        }
+        assert!(p.b.poll_transmit(now, &mut buf).is_none(), "{name}");
     };
     // Replays, from the same address and from another one.
     check(&mut p, "replayed", &good, home, 5);
@@ -243,6 +253,29 @@ fn mismatched_configurations_are_refused_with_a_reason() {
     let refusal = p.b.last_refusal().unwrap();
     assert_eq!(refusal.reason, RefusalReason::SealedWithoutKey);
     assert!(refusal.to_string().contains("has no key"), "{refusal}");
+    // b told a why: a's application gets the reason too, not only a timeout.
+    assert!(p.b.stats().seal_mismatch_sent > 0);
+    let told = p.a.last_refusal().unwrap();
+    assert_eq!(told.reason, RefusalReason::PeerHasNoKey, "{told}");
+
+    let mut p = Pair::new(None, Some(KEY));
+    p.a.submit(p.now, &id("b"), b"x").unwrap();
+    p.pump();
+    assert_eq!(p.delivered(), 0);
+    assert!(p.b.stats().plaintext_refused > 0);
+    assert_eq!(p.b.last_refusal().unwrap().reason, RefusalReason::PlaintextWithKey);
+    assert_eq!(p.a.last_refusal().unwrap().reason, RefusalReason::PeerRequiresKey);
+    // Notices are rate-limited: at most one per 100 ms, whatever the traffic.
+    let plain = p.captured[0].clone();
+    let sent = p.b.stats().seal_mismatch_sent;
+    let mut buf = [0u8; 256];
+    for i in 0..1000u32 {
+        let at = p.now + Duration::from_millis(u64::from(i / 10));
+        p.b.handle_datagram(at, addr(&format!("10.9.0.{}:1", i % 250)), &plain);
+        while p.b.poll_transmit(at, &mut buf).is_some() {}
+    }
+    let notices = p.b.stats().seal_mismatch_sent - sent;
+    assert!(notices <= 1 + 100 / 100, "{notices} notices in 100 ms");
 
     let mut p = Pair::new(Some(KEY), Some([1; 32]));
     p.a.submit(p.now, &id("b"), b"x").unwrap();

@@ -296,11 +296,12 @@ fn malformed_records() {
         ),
         (
             "unknown kind after a valid record",
-            datagram(&cat(&[&REQSLOTS, &[0x07, 0, 0, 0]])),
-            Err(UnknownRecordKind(0x07)),
+            datagram(&cat(&[&REQSLOTS, &[0x08, 0, 0, 0]])),
+            Err(UnknownRecordKind(0x08)),
         ),
         ("PATH_CHALLENGE cut short", datagram(&[0x05, 1, 2, 3, 4, 5, 6, 7]), Err(Truncated)),
         ("PATH_RESPONSE cut short", datagram(&[0x06, 1, 2, 3]), Err(Truncated)),
+        ("SEAL_MISMATCH cut short", datagram(&[0x07]), Err(Truncated)),
         ("too many records", datagram(&REQSLOTS.repeat(MAX_RECORDS + 1)), Err(TooManyRecords)),
         (
             // The limit is hit before the extra record is even read.
@@ -366,7 +367,7 @@ fn malformed_records() {
             Err(BadVarint),
         ),
     ];
-    for kind in (0x00..=0xFF).filter(|k| !(0x01..=0x06).contains(k)) {
+    for kind in (0x00..=0xFF).filter(|k| !(0x01..=0x07).contains(k)) {
         table.push((
             "unknown record kind",
             datagram(&[kind, 0, 0, 0]),

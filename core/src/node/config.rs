@@ -266,6 +266,10 @@ pub struct NodeStats {
     pub path_unverified: u64,
     /// Address changes proven by a path challenge and its response.
     pub path_validated: u64,
+    /// `SEAL_MISMATCH` notices received (a peer refusing our datagrams said why).
+    pub seal_mismatch_received: u64,
+    /// `SEAL_MISMATCH` notices sent (at most ten a second).
+    pub seal_mismatch_sent: u64,
 }
 
 /// Why a node refused a peer's datagrams for a configuration mismatch: the last such
@@ -290,6 +294,10 @@ pub enum RefusalReason {
     PlaintextWithKey,
     /// The peer seals with a key this node does not have.
     UnknownKey,
+    /// The peer says it has no key and refuses this node's sealed datagrams.
+    PeerHasNoKey,
+    /// The peer says it has a key and refuses this node's plaintext datagrams.
+    PeerRequiresKey,
 }
 
 impl fmt::Display for Refusal {
@@ -303,6 +311,13 @@ impl fmt::Display for Refusal {
                  (give the peer the same key file)"
             }
             RefusalReason::UnknownKey => "seals with a key this node does not have",
+            RefusalReason::PeerHasNoKey => {
+                "has no key and refuses this node's sealed datagrams (give it the same key file)"
+            }
+            RefusalReason::PeerRequiresKey => {
+                "has a key and refuses this node's plaintext datagrams (give this node the \
+                 same key file)"
+            }
         };
         write!(f, "peer {} at {} {what}", self.peer, self.addr)
     }

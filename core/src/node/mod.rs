@@ -99,6 +99,10 @@ struct NodeSeal {
     counter: u64,
 }
 
+/// Least time between two `SEAL_MISMATCH` notices of a node (at most ten a second: they
+/// answer unauthenticated datagrams, so they must not be a reflector).
+const NOTICE_INTERVAL: Duration = Duration::from_millis(100);
+
 /// How a datagram's records were vouched for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Proof {
@@ -131,6 +135,10 @@ pub struct Node {
     path_out: VecDeque<(NodeId, SocketAddr, [u8; PATH_DATA_LEN])>,
     /// The last datagram refused for a configuration mismatch.
     refusal: Option<Refusal>,
+    /// A `SEAL_MISMATCH` notice to send: (to node, at address, reason).
+    notice: Option<(NodeId, SocketAddr, u8)>,
+    /// When the last notice was queued.
+    notice_at: Option<Instant>,
 }
 
 impl Node {
@@ -158,6 +166,8 @@ impl Node {
             path_counter: 0,
             path_out: VecDeque::new(),
             refusal: None,
+            notice: None,
+            notice_at: None,
         }
     }
 
@@ -466,20 +476,46 @@ impl Node {
             self.handle_sealed(now, from, bytes, src);
             return;
         }
-        if self.seal.is_some() {
-            self.env.stats.plaintext_refused += 1;
-            self.refuse(RefusalReason::PlaintextWithKey, src, from);
-            return;
-        }
         let Ok(datagram) = wire::decode_records(header, &bytes[header_len..]) else {
             self.env.stats.malformed_dropped += 1;
             return;
         };
+        if let (1, Some(Record::SealMismatch(reason))) =
+            (datagram.record_count(), datagram.records().next())
+        {
+            // A peer tells why it refuses us: a diagnostic only (anyone can send it).
+            self.env.stats.seal_mismatch_received += 1;
+            let reason = match reason {
+                wire::SEAL_MISMATCH_NO_KEY if self.seal.is_some() => RefusalReason::PeerHasNoKey,
+                wire::SEAL_MISMATCH_KEY_REQUIRED if self.seal.is_none() => {
+                    RefusalReason::PeerRequiresKey
+                }
+                _ => return,
+            };
+            self.refuse(reason, src, from);
+            return;
+        }
+        if self.seal.is_some() {
+            self.env.stats.plaintext_refused += 1;
+            self.refuse(RefusalReason::PlaintextWithKey, src.clone(), from);
+            self.notify_mismatch(now, src, from, wire::SEAL_MISMATCH_KEY_REQUIRED);
+            return;
+        }
         self.handle_records(now, from, src, &datagram, Proof::Plaintext);
     }
 
     fn refuse(&mut self, reason: RefusalReason, peer: NodeId, addr: SocketAddr) {
         self.refusal = Some(Refusal { reason, peer, addr });
+    }
+
+    /// Queues a `SEAL_MISMATCH` notice for `peer` at `addr`, unless one went out less than
+    /// [`NOTICE_INTERVAL`] ago.
+    fn notify_mismatch(&mut self, now: Instant, peer: NodeId, addr: SocketAddr, reason: u8) {
+        if self.notice_at.is_some_and(|at| now < at + NOTICE_INTERVAL) {
+            return;
+        }
+        self.notice_at = Some(now);
+        self.notice = Some((peer, addr, reason));
     }
 
     /// Opens a sealed datagram: epoch and replay checks, then the AEAD, then (only if both
@@ -488,7 +524,8 @@ impl Node {
         let stats = &mut self.env.stats;
         let Some(seal) = &self.seal else {
             stats.sealed_refused += 1;
-            self.refuse(RefusalReason::SealedWithoutKey, src, from);
+            self.refuse(RefusalReason::SealedWithoutKey, src.clone(), from);
+            self.notify_mismatch(now, src, from, wire::SEAL_MISMATCH_NO_KEY);
             return;
         };
         let Ok(parts) = wire::decode_sealed(bytes) else {
@@ -698,7 +735,7 @@ impl Node {
     /// none: payloads accepted since wait for slots or acknowledgements, whose arrival
     /// (a datagram to [`Node::handle_datagram`]) or a timer makes them sendable.
     pub fn wants_transmit(&self) -> bool {
-        !self.ready.is_empty()
+        !self.ready.is_empty() || !self.path_out.is_empty() || self.notice.is_some()
     }
 
     /// Changes [`NodeConfig::ack_delay`] (at most `rto_min` / 2). Zero also makes every
@@ -752,6 +789,18 @@ impl Node {
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
         let limit = buf.len().min(self.config.max_datagram);
         let coalesce = self.config.coalesce_delay;
+        if let Some((peer, addr, reason)) = self.notice.take() {
+            // Plaintext even from a node with a key: the peer could not read it otherwise.
+            let header = Header { src: self.id.as_str(), dst: peer.as_str(), flags: 0 };
+            if let Ok(out) =
+                wire::encode_datagram(&mut buf[..limit], &header, &[Record::SealMismatch(reason)])
+            {
+                self.env.stats.seal_mismatch_sent += 1;
+                self.env.stats.datagrams_sent += 1;
+                self.env.stats.bytes_sent += out.len as u64;
+                return Some((addr, out.len));
+            }
+        }
         if !self.path_out.is_empty()
             && let Some(out) = self.transmit_challenge(now, &mut buf[..limit])
         {

@@ -354,8 +354,9 @@ impl Peer {
                 None => env.stats.stale_records += 1,
             },
             Record::PathChallenge(data) => self.owe_response(data),
-            // Checked by the node before the records (it decides where the peer lives).
-            Record::PathResponse(_) => {}
+            // Checked by the node before the records (it decides where the peer lives), or
+            // before it looks at the peer at all.
+            Record::PathResponse(_) | Record::SealMismatch(_) => {}
         }
     }
 

@@ -41,6 +41,12 @@
 //! | `04` | `ACK` | receiver incarnation (varint), range count (varint, 1..=[`MAX_ACK_RANGES`]), then per range: gap (varint), length − 1 (varint) |
 //! | `05` | `PATH_CHALLENGE` | 8 bytes the peer must echo from the address it was sent to |
 //! | `06` | `PATH_RESPONSE` | the 8 bytes of a `PATH_CHALLENGE`, echoed |
+//! | `07` | `SEAL_MISMATCH` | 1 byte: [`SEAL_MISMATCH_NO_KEY`] (the sender has no key and refuses sealed datagrams) or [`SEAL_MISMATCH_KEY_REQUIRED`] (the sender has a key and refuses plaintext) |
+//!
+//! `SEAL_MISMATCH` is always sent alone, in a plaintext datagram, even by a node with a key:
+//! it is how a node tells a peer why it refuses its datagrams, so that the peer's application
+//! gets a reason instead of a silent timeout. Being unauthenticated, it only ever sets the
+//! receiver's [`crate::node::Node::last_refusal`]; nodes send it at most ten times a second.
 //!
 //! `ACK` ranges are ascending, disjoint and not adjacent. A range's start is the end of the
 //! previous range (0 for the first) plus its gap; every gap but the first is at least 1 (touching
@@ -157,6 +163,10 @@ pub const SEAL_PREFIX_LEN: usize = 18;
 pub const SEAL_TAG_LEN: usize = 16;
 /// Bytes sealing adds to a datagram: [`SEAL_PREFIX_LEN`] + [`SEAL_TAG_LEN`].
 pub const SEAL_OVERHEAD: usize = SEAL_PREFIX_LEN + SEAL_TAG_LEN;
+/// `SEAL_MISMATCH` reason: the sender has no key and refuses sealed datagrams.
+pub const SEAL_MISMATCH_NO_KEY: u8 = 1;
+/// `SEAL_MISMATCH` reason: the sender has a key and refuses plaintext datagrams.
+pub const SEAL_MISMATCH_KEY_REQUIRED: u8 = 2;
 /// Bytes of a `PATH_CHALLENGE` or `PATH_RESPONSE` record's data.
 pub const PATH_DATA_LEN: usize = 8;
 
@@ -166,6 +176,7 @@ const KIND_TOKEN: u8 = 0x03;
 const KIND_ACK: u8 = 0x04;
 const KIND_PATH_CHALLENGE: u8 = 0x05;
 const KIND_PATH_RESPONSE: u8 = 0x06;
+const KIND_SEAL_MISMATCH: u8 = 0x07;
 
 /// Why a byte string is not a valid datagram or message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -454,6 +465,9 @@ pub enum Record<'a> {
     PathChallenge([u8; PATH_DATA_LEN]),
     /// The bytes of a `PATH_CHALLENGE`, echoed.
     PathResponse([u8; PATH_DATA_LEN]),
+    /// The sender refuses our datagrams for a sealing mismatch; the byte says which
+    /// ([`SEAL_MISMATCH_NO_KEY`], [`SEAL_MISMATCH_KEY_REQUIRED`], others reserved).
+    SealMismatch(u8),
 }
 
 impl Record<'_> {
@@ -478,6 +492,7 @@ impl Record<'_> {
             }
             Record::Ack(a) => a.encoded_len()?,
             Record::PathChallenge(_) | Record::PathResponse(_) => PATH_DATA_LEN,
+            Record::SealMismatch(_) => 1,
         })
     }
 
@@ -511,6 +526,10 @@ impl Record<'_> {
             Record::PathResponse(data) => {
                 w.u8(KIND_PATH_RESPONSE);
                 w.bytes(data);
+            }
+            Record::SealMismatch(reason) => {
+                w.u8(KIND_SEAL_MISMATCH);
+                w.u8(*reason);
             }
         }
     }
@@ -737,6 +756,7 @@ fn read_record<'a>(r: &mut Reader<'a>) -> Result<Record<'a>, DecodeError> {
                 Record::PathResponse(data)
             }
         }
+        KIND_SEAL_MISMATCH => Record::SealMismatch(r.u8()?),
         other => return Err(DecodeError::UnknownRecordKind(other)),
     })
 }

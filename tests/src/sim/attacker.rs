@@ -40,8 +40,8 @@ pub struct AttackStats {
     /// Datagrams injected, by kind: replay from the source, replay from an attacker address,
     /// bit flip, truncation, plaintext forgery, sealed forgery, old replay.
     pub injected: [u64; 7],
-    /// Datagrams the node sent to an attacker address that carried only path challenges
-    /// (provoked by the attacker, and harmless).
+    /// Datagrams the node sent to an attacker address that carried only path challenges or
+    /// a sealing-mismatch notice (provoked by the attacker, and harmless).
     pub challenges_to_attacker: u64,
     /// Datagrams the node sent to an attacker address carrying anything else, or that could
     /// not be read (sealed): the victim's traffic. Must stay 0.
@@ -194,9 +194,15 @@ impl SimNode for Attacked {
 
     fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
         let (to, len) = self.node.poll_transmit(now, buf)?;
-        if is_attacker(to) {
-            let challenge_only = wire::decode_datagram(&buf[..len])
-                .is_ok_and(|d| d.records().all(|r| matches!(r, Record::PathChallenge(_))));
+        // Answers to a node id no peer has (a flipped bit in a source id) are provoked.
+        let for_peer = wire::decode_header(&buf[..len])
+            .is_ok_and(|(h, _)| self.peers.iter().any(|p| p.as_str() == h.dst));
+        if is_attacker(to) && !for_peer {
+            self.stats.challenges_to_attacker += 1;
+        } else if is_attacker(to) {
+            let challenge_only = wire::decode_datagram(&buf[..len]).is_ok_and(|d| {
+                d.records().all(|r| matches!(r, Record::PathChallenge(_) | Record::SealMismatch(_)))
+            });
             if challenge_only {
                 self.stats.challenges_to_attacker += 1;
             } else if self.node.is_sealed()

@@ -176,6 +176,7 @@ impl SimNode for Node {
                         Record::PathResponse(d) => {
                             text.push_str(&format!(" PATH_RESPONSE[{d:02x?}]"))
                         }
+                        Record::SealMismatch(r) => text.push_str(&format!(" SEAL_MISMATCH[{r}]")),
                         Record::Token(_) => {}
                     }
                 }
