@@ -395,3 +395,44 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// The replay window against a model that remembers every counter: a counter is
+    /// accepted once at most; a counter within the window of the newest is accepted iff never
+    /// seen; anything newer is accepted; anything older than the window is refused. Sequences
+    /// mix small steps, reordering and far jumps ahead.
+    #[test]
+    fn replay_window_matches_a_model(
+        steps in proptest::collection::vec((0u8..4, 0u64..5000), 1..400),
+    ) {
+        use a3m_core::seal::{ReplayWindow, Verdict};
+        use std::collections::HashSet;
+        let mut w = ReplayWindow::new();
+        let mut seen = HashSet::new();
+        let mut newest: Option<u64> = None;
+        let mut base = 1u64 << 20;
+        for (kind, x) in steps {
+            let c = match kind {
+                0 => base + x,                    // ahead a little
+                1 => base.saturating_sub(x),      // behind (reordered or too old)
+                2 => { base += x * 1000; base }  // a far jump
+                _ => base.saturating_sub(x % 64), // the near past
+            };
+            let expected = match newest {
+                None => Verdict::Newest,
+                Some(n) if c > n => Verdict::Newest,
+                Some(n) if n - c >= WINDOW => Verdict::TooOld,
+                Some(_) if seen.contains(&c) => Verdict::Replayed,
+                Some(_) => Verdict::Fresh,
+            };
+            prop_assert_eq!(w.commit(c), expected, "counter {}", c);
+            if expected.accepted() {
+                seen.insert(c);
+                newest = Some(newest.map_or(c, |n| n.max(c)));
+            }
+            base = base.max(c);
+        }
+    }
+}
