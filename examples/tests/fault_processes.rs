@@ -184,8 +184,15 @@ fn push_pull_loss_20pct_datagram_1400_sealed() {
 /// within [`BLACKOUT_BOUND`].
 #[test]
 fn push_pull_blackout_3s_then_heal() {
-    let results = for_each_seed(blackout_case);
+    let results = for_each_seed(|seed| blackout_case(seed, false));
     report("push_pull_blackout_3s_then_heal", results);
+}
+
+/// The blackout case sealed: the same bounds.
+#[test]
+fn push_pull_blackout_3s_then_heal_sealed() {
+    let results = for_each_seed(|seed| blackout_case(seed, true));
+    report("push_pull_blackout_3s_then_heal_sealed", results);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -361,7 +368,7 @@ fn rpc_case(case: Case) -> Result<Duration, String> {
 }
 
 /// The blackout case for one seed.
-fn blackout_case(seed: u64) -> Result<(Case, Duration), String> {
+fn blackout_case(seed: u64, sealed: bool) -> Result<(Case, Duration), String> {
     let case = Case {
         program: "push/pull blackout",
         loss: 0.0,
@@ -371,7 +378,7 @@ fn blackout_case(seed: u64) -> Result<(Case, Duration), String> {
         seed,
         count: BLACKOUT_MESSAGES,
         bound: BLACKOUT_BOUND,
-        sealed: false,
+        sealed,
     };
     // Phases: waiting for the stream, blacked out (until `heal`), healed (waiting for traffic
     // in both directions, counted at `heal`), resumed.
