@@ -12,15 +12,23 @@
 //! protocol is described in [`crate::eo`].
 //!
 //! Peers are named by [`NodeId`]; their addresses come from [`Node::set_peer_addr`] and from
-//! traffic: a valid datagram naming a known node id as its source, from a new address, moves
-//! that peer there (mobility). A node that moved calls [`Node::announce`] so that peers it has
-//! nothing to send to learn its new address too. Because a datagram delayed on the old path
-//! can move a peer back to its old address, a peer silent for two retransmission timeouts
-//! gets every other datagram at its previous address, until a second datagram from its
-//! current address confirms the move. Datagrams that do not parse, name
-//! another destination, or come from a new peer while the table is full are dropped and
-//! counted in [`NodeStats`]; the peer table never exceeds `max_peers` (entries that hold
-//! nothing worth keeping are evicted for newcomers).
+//! traffic (mobility), but only from proven senders: a datagram naming a known node id as its
+//! source, from a new address, does not move that peer; the node sends a `PATH_CHALLENGE` to
+//! the new address and moves the peer there once the challenge's bytes come back from it
+//! (see [`crate::wire`]). Until then a plaintext datagram from the unproven address is dropped
+//! but for its path records ([`NodeStats::path_unverified`]); a sealed one is authentic, so
+//! its records count, but only one newer than any before may start a challenge, so a late or
+//! replayed datagram never does. A node that moved calls [`Node::announce`] so that peers it
+//! has nothing to send to learn its new address too (it keeps announcing until it gets their
+//! traffic, not only their challenge). Datagrams that do not parse, name another
+//! destination, or come from a new peer while the table is full are dropped and counted in
+//! [`NodeStats`]; the peer table never exceeds `max_peers` (entries that hold nothing worth
+//! keeping are evicted for newcomers).
+//!
+//! With [`Node::set_seal`] every datagram is sealed (authenticated encryption under a
+//! pre-shared key, replay protection: [`crate::seal`]), and is checked and opened before any
+//! state changes; plaintext datagrams are refused, as are sealed ones by a node without a key,
+//! each counted ([`NodeStats`]) and reported ([`Node::last_refusal`]).
 //!
 //! ```
 //! use a3m_core::id::NodeId;
