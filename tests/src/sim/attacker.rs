@@ -2,7 +2,7 @@
 //! rate into the node it wraps, and counts what the node sends to the attacker's addresses.
 //!
 //! The attacker sees every datagram that reaches its node (it sits on the path), keeps the
-//! last ones, and for every genuine datagram delivered injects [`Attacker::rate`] of its own
+//! last ones, and for every genuine datagram delivered injects [`Attacked::rate`] of its own
 //! before it, each one of: a replay of a captured datagram from its true source or from an
 //! attacker address, a bit-flipped copy, a truncated copy, a plaintext forgery claiming a
 //! peer's id, a sealed-looking forgery with a fresh epoch and counter, a copy of a captured
