@@ -14,7 +14,8 @@
 //! ```
 //!
 //! It then waits for the end of the stream (the pusher unlinked) so that the pusher's close
-//! completes. Options: `--spin` (microseconds the node polls before sleeping, default 50; 0:
+//! completes. `--key-file PATH` seals the node's datagrams with that pre-shared key (both
+//! sides need it). Options: `--spin` (microseconds the node polls before sleeping, default 50; 0:
 //! never), `--capacity` (messages the link may have waiting here, default 1000,
 //! as libzmq's high-water mark), `--datagram` (largest UDP datagram, default 65507),
 //! `--timeout` (seconds to wait for the link or a message, default 30).
@@ -26,28 +27,35 @@ use std::time::{Duration, Instant};
 use a3m::{Error, NodeBuilder, Pull, SocketOptions};
 use a3m_examples::{Args, fail};
 
+#[path = "keyopt.rs"]
+mod keyopt;
+
 fn main() {
     let args = Args::from_env();
-    args.reject_unknown(&["capacity", "datagram", "timeout", "spin"]);
+    args.reject_unknown(&["capacity", "datagram", "timeout", "spin", keyopt::KEY_FILE]);
     let (addr, size, count) = positional(&args);
     let capacity: u32 = args.get_or("capacity", 1000);
     let datagram: usize = args.get_or("datagram", 65_507);
     let timeout = Duration::from_secs(args.get_or("timeout", 30));
 
-    let node = NodeBuilder::new("local")
-        .bind(addr)
-        .max_datagram(datagram)
-        .spin(args.spin())
-        .socket_buffers(8 << 20, 8 << 20)
-        .start()
-        .unwrap_or_else(|e| fail(&format!("cannot start node local on {addr}: {e}")));
+    let node = keyopt::with_key_file(
+        NodeBuilder::new("local")
+            .bind(addr)
+            .max_datagram(datagram)
+            .spin(args.spin())
+            .socket_buffers(8 << 20, 8 << 20),
+        &args,
+    )
+    .start()
+    .unwrap_or_else(|e| fail(&format!("cannot start node local on {addr}: {e}")));
     // Notify-if-none: once the pusher has unlinked, receiving reports the end of the stream.
     // (Set once linked: a link-free socket with it would not wait for the first link.)
     let options = SocketOptions::new().capacity(capacity);
     let sink = node
         .socket_with("sink", Box::new(Pull::new()), options)
         .unwrap_or_else(|e| fail(&format!("pull socket: {e}")));
-    sink.wait_for_link(Some(timeout)).unwrap_or_else(|e| fail(&format!("no sender: {e}")));
+    sink.wait_for_link(Some(timeout))
+        .unwrap_or_else(|e| fail(&format!("no sender: {e}{}", keyopt::refusal(&node))));
     sink.set_notify_if_none(true).unwrap_or_else(|e| fail(&format!("notify-if-none: {e}")));
 
     let mut buf = vec![0u8; sink.max_message().max(size)];
@@ -78,8 +86,7 @@ fn main() {
 
 /// `ADDR SIZE COUNT`, or exits with the usage.
 fn positional(args: &Args) -> (SocketAddr, usize, u64) {
-    const USAGE: &str =
-        "usage: local_thr ADDR SIZE COUNT [--capacity N] [--datagram N] [--timeout S] [--spin US]";
+    const USAGE: &str = "usage: local_thr ADDR SIZE COUNT [--capacity N] [--datagram N] [--timeout S] [--spin US] [--key-file PATH]";
     if args.positional.len() != 3 {
         fail(USAGE);
     }

@@ -10,6 +10,8 @@
 //! `pull received=R in_order=true|false duplicates=D` and exits with 0 only if R = N, in
 //! order, and D = 0.
 //!
+//! `--key-file PATH` seals the node's datagrams with that pre-shared key (both sides need it).
+//!
 //! Options: `--capacity` (messages the link may have waiting, default 4096),
 //! `--datagram` (largest UDP datagram, default 65507), `--timeout` (seconds without a
 //! message before giving up, default 60), `--stats` (print the transport's counters to
@@ -21,8 +23,11 @@ use std::time::{Duration, Instant};
 use a3m::{Error, NodeBuilder, Pull, SocketOptions};
 use a3m_examples::{Args, fail};
 
+#[path = "keyopt.rs"]
+mod keyopt;
+
 const KNOWN: &[&str] =
-    &["node", "bind", "tag", "count", "capacity", "datagram", "timeout", "stats"];
+    &["node", "bind", "tag", "count", "capacity", "datagram", "timeout", "stats", keyopt::KEY_FILE];
 
 fn main() {
     let args = Args::from_env();
@@ -35,13 +40,16 @@ fn main() {
     let datagram: usize = args.get_or("datagram", 65_507);
     let timeout = Duration::from_secs(args.get_or("timeout", 60));
 
-    let node = NodeBuilder::new(&node_id)
-        .bind(bind)
-        .max_datagram(datagram)
-        .socket_buffers(8 << 20, 8 << 20)
-        .linger(Duration::from_secs(2))
-        .start()
-        .unwrap_or_else(|e| fail(&format!("cannot start node {node_id}: {e}")));
+    let node = keyopt::with_key_file(
+        NodeBuilder::new(&node_id)
+            .bind(bind)
+            .max_datagram(datagram)
+            .socket_buffers(8 << 20, 8 << 20)
+            .linger(Duration::from_secs(2)),
+        &args,
+    )
+    .start()
+    .unwrap_or_else(|e| fail(&format!("cannot start node {node_id}: {e}")));
     let options = SocketOptions::new().capacity(capacity);
     let pull = node
         .socket_with(&tag, Box::new(Pull::new()), options)
@@ -49,8 +57,9 @@ fn main() {
     println!("pull listening on {} as {}", node.local_addr(), pull.id());
     // Notify-if-none ends the stream once the socket is link-free: wait for the first link
     // without it (with it, a link-free socket's wait would fail at once), then set it.
-    let peer =
-        pull.wait_for_link(None).unwrap_or_else(|e| fail(&format!("waiting for a link: {e}")));
+    let peer = pull
+        .wait_for_link(None)
+        .unwrap_or_else(|e| fail(&format!("waiting for a link: {e}{}", keyopt::refusal(&node))));
     pull.set_notify_if_none(true).unwrap_or_else(|e| fail(&format!("notify-if-none: {e}")));
     println!("pull linked from {peer}");
 

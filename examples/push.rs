@@ -11,6 +11,8 @@
 //! socket, which waits until the pull side has received every message. The link is retried
 //! until the pull socket exists, so the two may start in any order.
 //!
+//! `--key-file PATH` seals the node's datagrams with that pre-shared key (both sides need it).
+//!
 //! Options: `--tag` (default `source`), `--datagram` (largest UDP datagram, default 65507),
 //! `--timeout` (seconds to wait for the link and for the close, default 60), `--stats`
 //! (print the transport's counters to stderr at the end).
@@ -21,8 +23,22 @@ use std::time::{Duration, Instant};
 use a3m::NodeBuilder;
 use a3m_examples::{Args, fail};
 
-const KNOWN: &[&str] =
-    &["node", "bind", "peer", "link", "count", "size", "tag", "datagram", "timeout", "stats"];
+#[path = "keyopt.rs"]
+mod keyopt;
+
+const KNOWN: &[&str] = &[
+    "node",
+    "bind",
+    "peer",
+    "link",
+    "count",
+    "size",
+    "tag",
+    "datagram",
+    "timeout",
+    "stats",
+    keyopt::KEY_FILE,
+];
 
 fn main() {
     let args = Args::from_env();
@@ -44,21 +60,25 @@ fn main() {
         .and_then(|(id, addr)| Some((id, addr.parse::<SocketAddr>().ok()?)))
         .unwrap_or_else(|| fail(&format!("--peer {peer}: expected NODE=IP:PORT")));
 
-    let node = NodeBuilder::new(&node_id)
-        .bind(bind)
-        .peer(peer_id, peer_addr)
-        .max_datagram(datagram)
-        .socket_buffers(8 << 20, 8 << 20)
-        .linger(timeout)
-        .start()
-        .unwrap_or_else(|e| fail(&format!("cannot start node {node_id}: {e}")));
+    let node = keyopt::with_key_file(
+        NodeBuilder::new(&node_id)
+            .bind(bind)
+            .peer(peer_id, peer_addr)
+            .max_datagram(datagram)
+            .socket_buffers(8 << 20, 8 << 20)
+            .linger(timeout),
+        &args,
+    )
+    .start()
+    .unwrap_or_else(|e| fail(&format!("cannot start node {node_id}: {e}")));
     let push = node.push(&tag).unwrap_or_else(|e| fail(&format!("push socket: {e}")));
     if size > push.max_message() {
         fail(&format!("--size {size} exceeds the largest message, {}", push.max_message()));
     }
     push.link(link.as_str()).unwrap_or_else(|e| fail(&format!("link {link}: {e}")));
-    let peer =
-        push.wait_for_link(Some(timeout)).unwrap_or_else(|e| fail(&format!("link {link}: {e}")));
+    let peer = push
+        .wait_for_link(Some(timeout))
+        .unwrap_or_else(|e| fail(&format!("link {link}: {e}{}", keyopt::refusal(&node))));
     println!("push linked to {peer}");
 
     let start = Instant::now();

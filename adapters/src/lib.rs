@@ -84,6 +84,7 @@
 mod error;
 mod handle;
 mod key_hash;
+pub mod keyfile;
 mod node;
 mod options;
 mod patterns;

@@ -17,7 +17,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant as StdInstant};
 
 use a3m_core::id::{NodeId, SocketId};
-use a3m_core::node::{Node as CoreNode, NodeConfig, NodeError, NodeStats};
+use a3m_core::node::{Node as CoreNode, NodeConfig, NodeError, NodeStats, Refusal};
+use a3m_core::seal::{Aead, Psk, SealConfig};
 use a3m_core::socket::{LayerConfig, LayerStats, Protocol, Pull, Push, SocketError, SocketLayer};
 use a3m_platform::parker::StdClock;
 use a3m_platform::reactor::{Clock, Interest, Reactor};
@@ -42,6 +43,9 @@ pub struct NodeBuilder {
     send_buffer: Option<usize>,
     linger: Duration,
     spin: Duration,
+    psk: Option<Psk>,
+    aead: Option<Aead>,
+    epoch: Option<u64>,
 }
 
 /// How long a std node holds an acknowledgement back for a reply to carry it.
@@ -72,7 +76,45 @@ impl NodeBuilder {
             send_buffer: None,
             linger: Duration::from_secs(1),
             spin: DEFAULT_SPIN,
+            psk: None,
+            aead: None,
+            epoch: None,
         }
+    }
+
+    /// Seals every datagram with this 32-byte pre-shared key (the same on every node of
+    /// the system) and refuses plaintext ones: authenticated encryption, replay protection,
+    /// and address changes only from authenticated peers (see [`a3m_core::seal`]). Nodes
+    /// without it, or with another key, cannot talk to this one: their datagrams are counted
+    /// ([`NodeStats::plaintext_refused`], [`NodeStats::sealed_unknown_key`]...) and the last
+    /// refusal is in [`Node::last_refusal`] and on standard error. Sealing costs
+    /// [`a3m_core::wire::SEAL_OVERHEAD`] bytes per datagram.
+    pub fn psk(mut self, key: [u8; 32]) -> Self {
+        self.psk = Some(Psk::new(key));
+        self
+    }
+
+    /// [`NodeBuilder::psk`] with the key read from a key file (see [`crate::keyfile`]: 64
+    /// hex digits or base64; refused if group or others may read it).
+    pub fn psk_file(self, path: impl AsRef<std::path::Path>) -> Result<Self> {
+        let key = crate::keyfile::read_key_file(path.as_ref())?;
+        Ok(self.psk(key))
+    }
+
+    /// The AEAD this node seals with (default: AES-256-GCM on x86-64 processors with AES-NI
+    /// and PCLMULQDQ, else ChaCha20-Poly1305). Receivers open either, whatever they seal
+    /// with themselves.
+    pub fn aead(mut self, aead: Aead) -> Self {
+        self.aead = Some(aead);
+        self
+    }
+
+    /// The sealing epoch of this start (default: the wall clock in microseconds). It must
+    /// grow from one start of a node to the next: peers refuse an older one (see
+    /// [`a3m_core::seal::SealConfig::epoch`]).
+    pub fn seal_epoch(mut self, epoch: u64) -> Self {
+        self.epoch = Some(epoch);
+        self
     }
 
     /// The UDP address to bind (port 0 picks a free port; see [`Node::local_addr`]).
@@ -168,6 +210,14 @@ impl NodeBuilder {
             )));
         }
         let mut core = CoreNode::new(id.clone(), self.config.clone());
+        let mut secret = [0u8; 32];
+        crate::keyfile::os_random(&mut secret)?;
+        core.set_path_secret(secret);
+        if let Some(psk) = &self.psk {
+            let epoch = self.epoch.unwrap_or_else(wall_clock_micros);
+            let aead = self.aead.unwrap_or_else(default_aead);
+            core.set_seal(SealConfig { psk: psk.clone(), epoch, aead });
+        }
         let max_payload = core.max_payload();
         let Some(max_fragment) = max_payload.checked_sub(MESSAGE_OVERHEAD).filter(|&m| m > 0)
         else {
@@ -543,6 +593,37 @@ impl Node {
         self.shared.state.lock().core.stats().clone()
     }
 
+    /// True if this node seals its datagrams ([`NodeBuilder::psk`]).
+    pub fn is_sealed(&self) -> bool {
+        self.shared.state.lock().core.is_sealed()
+    }
+
+    /// The last datagram refused because this node and a peer disagree on sealing (one has
+    /// a key and the other not, or their keys differ). When a link does not come up, this
+    /// says why; the reader thread also prints each new refusal on standard error.
+    pub fn last_refusal(&self) -> Option<Refusal> {
+        self.shared.state.lock().core.last_refusal().cloned()
+    }
+
+    /// Switches to a new pre-shared key ([`NodeBuilder::psk`]): datagrams are sealed with
+    /// `key` from now on, and ones sealed with the previous key are still accepted for
+    /// `grace`. Rotate every node within that time; what a node sends to one that has not
+    /// rotated yet is held and retransmitted, not lost. Fails on a node without a key, or
+    /// if the new key has the same one-byte id as the current one (1 key in 256: draw another).
+    pub fn rotate_psk(&self, key: [u8; 32], grace: Duration) -> Result<()> {
+        let now = self.shared.now();
+        let mut state = self.lock_open()?;
+        if !state.core.is_sealed() {
+            return Err(Error::InvalidArgument("this node has no key to rotate".into()));
+        }
+        if !state.core.rotate_psk(now, &Psk::new(key), grace) {
+            return Err(Error::InvalidArgument(
+                "the new key has the same id as the current one; draw another".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Closes the node: closes every socket still open (their links unlink once what was
     /// sent on them has been received) and waits, up to `timeout` in all, for the sockets to
     /// finish and for every sent message to be acknowledged; then stops the reader thread.
@@ -610,6 +691,31 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.shutdown(self.linger);
     }
+}
+
+/// Microseconds since the Unix epoch: a sealing epoch that grows from one start to the next.
+fn wall_clock_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_micros() as u64)
+}
+
+/// AES-256-GCM where the processor has the instructions that make it fast and constant
+/// time, ChaCha20-Poly1305 elsewhere.
+fn default_aead() -> Aead {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("aes")
+        && std::arch::is_x86_feature_detected!("pclmulqdq")
+    {
+        return Aead::Aes256Gcm;
+    }
+    #[cfg(target_arch = "aarch64")]
+    if std::arch::is_aarch64_feature_detected!("aes")
+        && std::arch::is_aarch64_feature_detected!("pmull")
+    {
+        return Aead::Aes256Gcm;
+    }
+    Aead::ChaCha20Poly1305
 }
 
 /// Waits on `cv` until signalled or `deadline`; false if the deadline passed.

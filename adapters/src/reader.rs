@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use a3m_core::node::Refusal;
 use a3m_platform::netwatch::NetWatch;
 use a3m_platform::reactor::{Event, Events, Interest, Reactor, Token};
 use a3m_platform::udp::{RecvBatch, SendBatch, UdpSocket};
@@ -41,6 +42,11 @@ pub(crate) struct Reader {
     watching_writable: bool,
     /// Address and link changes (None where the system offers no such events).
     netwatch: Option<NetWatch>,
+    /// The last sealing mismatch reported on standard error.
+    reported_refusal: Option<Refusal>,
+    /// When it was reported (at most one report a second: a flood of mismatched datagrams
+    /// must not flood standard error).
+    reported_at: Option<std::time::Instant>,
 }
 
 impl Reader {
@@ -59,6 +65,8 @@ impl Reader {
             send: SendBatch::new(BATCH, max),
             watching_writable: false,
             netwatch,
+            reported_refusal: None,
+            reported_at: None,
         }
     }
 
@@ -167,6 +175,16 @@ impl Reader {
                     // A truncated datagram cannot parse; the core counts it as malformed.
                     state.core.handle_datagram(now, datagram.from, datagram.data);
                     budget = budget.saturating_sub(datagram.data.len().max(1));
+                }
+                if state.core.last_refusal() != self.reported_refusal.as_ref()
+                    && self.reported_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+                {
+                    self.reported_at = Some(std::time::Instant::now());
+                    // A sealing mismatch: a link with that peer cannot come up; say why.
+                    self.reported_refusal = state.core.last_refusal().cloned();
+                    if let Some(r) = &self.reported_refusal {
+                        eprintln!("a3m node {}: sealing mismatch: {r}", self.shared.id);
+                    }
                 }
                 // (A closing node also waits for its peers to confirm its ACKs.)
                 let acked = state.core.unacknowledged() < before

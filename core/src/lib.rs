@@ -24,6 +24,7 @@ pub mod link;
 #[cfg(feature = "alloc")]
 pub mod node;
 pub mod poll;
+pub mod seal;
 #[cfg(feature = "alloc")]
 pub mod socket;
 pub mod sync;

@@ -221,7 +221,9 @@ fn malformed_headers() {
             with_header(ok_magic, 2, 1, b"A", b"B"),
             Err(UnsupportedVersion(2)),
         ),
-        ("flag bit 0", with_header(ok_magic, 1, 0x01, b"A", b"B"), Err(UnknownFlags(0x01))),
+        // Bit 0 is FLAG_SEALED: such a datagram must be opened, not decoded as plaintext.
+        ("flag bit 0", with_header(ok_magic, 1, 0x01, b"A", b"B"), Err(Sealed)),
+        ("flag bit 1", with_header(ok_magic, 1, 0x02, b"A", b"B"), Err(UnknownFlags(0x02))),
         ("flag bit 7", with_header(ok_magic, 1, 0x80, b"A", b"B"), Err(UnknownFlags(0x80))),
         ("all flags", with_header(ok_magic, 1, 0xFF, b"A", b"B"), Err(UnknownFlags(0xFF))),
         ("empty source id", with_header(ok_magic, 1, 0, b"", b"B"), Err(BadId(IdError::Empty))),
@@ -294,9 +296,12 @@ fn malformed_records() {
         ),
         (
             "unknown kind after a valid record",
-            datagram(&cat(&[&REQSLOTS, &[0x05, 0, 0, 0]])),
-            Err(UnknownRecordKind(0x05)),
+            datagram(&cat(&[&REQSLOTS, &[0x08, 0, 0, 0]])),
+            Err(UnknownRecordKind(0x08)),
         ),
+        ("PATH_CHALLENGE cut short", datagram(&[0x05, 1, 2, 3, 4, 5, 6, 7]), Err(Truncated)),
+        ("PATH_RESPONSE cut short", datagram(&[0x06, 1, 2, 3]), Err(Truncated)),
+        ("SEAL_MISMATCH cut short", datagram(&[0x07]), Err(Truncated)),
         ("too many records", datagram(&REQSLOTS.repeat(MAX_RECORDS + 1)), Err(TooManyRecords)),
         (
             // The limit is hit before the extra record is even read.
@@ -362,7 +367,7 @@ fn malformed_records() {
             Err(BadVarint),
         ),
     ];
-    for kind in (0x00..=0xFF).filter(|k| !(0x01..=0x04).contains(k)) {
+    for kind in (0x00..=0xFF).filter(|k| !(0x01..=0x07).contains(k)) {
         table.push((
             "unknown record kind",
             datagram(&[kind, 0, 0, 0]),

@@ -166,13 +166,33 @@ fn rpc_loss_30pct() {
     rpc_level(3);
 }
 
+/// Sealed (`--key-file` on both sides, issue 15): the 5 % loss level, exactly once, within
+/// the same bound as plaintext (sealing costs microseconds, the bound is seconds).
+#[test]
+fn push_pull_loss_5pct_sealed() {
+    push_pull_level_keyed(1, None, true);
+}
+
+/// Sealed, path-MTU datagrams: the 20 % loss level.
+#[test]
+fn push_pull_loss_20pct_datagram_1400_sealed() {
+    push_pull_level_keyed(2, Some(1400), true);
+}
+
 /// A 3 s blackout in both directions opens mid-stream, then heals: traffic must cross the
 /// relay again within [`BLACKOUT_RESUME`] of the heal and the stream complete, exactly once,
 /// within [`BLACKOUT_BOUND`].
 #[test]
 fn push_pull_blackout_3s_then_heal() {
-    let results = for_each_seed(blackout_case);
+    let results = for_each_seed(|seed| blackout_case(seed, false));
     report("push_pull_blackout_3s_then_heal", results);
+}
+
+/// The blackout case sealed: the same bounds.
+#[test]
+fn push_pull_blackout_3s_then_heal_sealed() {
+    let results = for_each_seed(|seed| blackout_case(seed, true));
+    report("push_pull_blackout_3s_then_heal_sealed", results);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -189,14 +209,17 @@ struct Case {
     seed: u64,
     count: u64,
     bound: Duration,
+    /// Both processes seal with the key of [`key_file`].
+    sealed: bool,
 }
 
 impl fmt::Display for Case {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} loss={}% dup={}% reorder={}% datagram={} count={} seed={} bound={:?}",
+            "{}{} loss={}% dup={}% reorder={}% datagram={} count={} seed={} bound={:?}",
             self.program,
+            if self.sealed { " sealed" } else { "" },
             self.loss * 100.0,
             self.dup * 100.0,
             self.reorder * 100.0,
@@ -213,6 +236,10 @@ fn faults(loss: f64) -> Faults {
 }
 
 fn push_pull_level(level: usize, datagram: Option<usize>) {
+    push_pull_level_keyed(level, datagram, false);
+}
+
+fn push_pull_level_keyed(level: usize, datagram: Option<usize>, sealed: bool) {
     let (loss, count, bound) = PUSH_PULL[level];
     let results = for_each_seed(|seed| {
         let case = Case {
@@ -224,11 +251,13 @@ fn push_pull_level(level: usize, datagram: Option<usize>) {
             seed,
             count,
             bound,
+            sealed,
         };
         push_pull_case(case, faults(loss), |_, _| Ok(())).map(|d| (case, d))
     });
     let name = format!(
-        "push_pull loss {}% datagram {}",
+        "push_pull{} loss {}% datagram {}",
+        if sealed { " sealed" } else { "" },
         loss * 100.0,
         datagram.map_or("default".into(), |d| d.to_string())
     );
@@ -247,6 +276,7 @@ fn rpc_level(level: usize) {
             seed,
             count,
             bound,
+            sealed: false,
         };
         rpc_case(case).map(|d| (case, d))
     });
@@ -267,6 +297,10 @@ fn push_pull_case(
     let mut extra: Vec<&str> = vec!["--timeout", &timeout];
     if let Some(d) = &datagram {
         extra.extend(["--datagram", d]);
+    }
+    let key = key_file().to_string_lossy().into_owned();
+    if case.sealed {
+        extra.extend(["--key-file", &key]);
     }
     let start = Instant::now();
     let (pull, pull_addr) = start_server(|addr| {
@@ -334,7 +368,7 @@ fn rpc_case(case: Case) -> Result<Duration, String> {
 }
 
 /// The blackout case for one seed.
-fn blackout_case(seed: u64) -> Result<(Case, Duration), String> {
+fn blackout_case(seed: u64, sealed: bool) -> Result<(Case, Duration), String> {
     let case = Case {
         program: "push/pull blackout",
         loss: 0.0,
@@ -344,6 +378,7 @@ fn blackout_case(seed: u64) -> Result<(Case, Duration), String> {
         seed,
         count: BLACKOUT_MESSAGES,
         bound: BLACKOUT_BOUND,
+        sealed,
     };
     // Phases: waiting for the stream, blacked out (until `heal`), healed (waiting for traffic
     // in both directions, counted at `heal`), resumed.
@@ -606,6 +641,20 @@ fn start_relay(to: SocketAddr, faults: Faults, seed: u64) -> Result<RelayHandle,
 
 // ---------------------------------------------------------------------------------------
 // Example binaries
+
+/// A key file (mode 0600) shared by the sealed cases of this run.
+fn key_file() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("a3m-fault-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("key directory");
+        let path = dir.join("psk");
+        let _ = std::fs::remove_file(&path);
+        let key = a3m::keyfile::generate_key().expect("random key");
+        a3m::keyfile::write_key_file(&path, &key).expect("key file");
+        path
+    })
+}
 
 /// The path of example `name`, built beside this test binary (`target/<profile>/examples`).
 fn example(name: &str) -> PathBuf {

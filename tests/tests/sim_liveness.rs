@@ -174,6 +174,9 @@ fn kinds(bytes: &[u8]) -> [bool; 6] {
             Record::Slots(_) => 2,
             Record::Token(_) => 4,
             Record::Ack(_) => 5,
+            Record::PathChallenge(_) | Record::PathResponse(_) | Record::SealMismatch(_) => {
+                continue;
+            }
         };
         seen[k] = true;
     }

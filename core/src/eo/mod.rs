@@ -228,6 +228,9 @@ pub(crate) mod test_support {
                     a.incarnation,
                     a.ranges().map(|r: SlotRange| (r.start, r.end)).collect(),
                 ),
+                Record::PathChallenge(_) | Record::PathResponse(_) | Record::SealMismatch(_) => {
+                    unreachable!("records never write path records")
+                }
             })
             .collect()
     }

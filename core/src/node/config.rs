@@ -234,6 +234,93 @@ pub struct NodeStats {
     pub send_records_collected: u64,
     /// Receive records dropped.
     pub receive_records_collected: u64,
+    /// Sealed datagrams dropped because this node has no key (see [`Refusal`]).
+    pub sealed_refused: u64,
+    /// Plaintext datagrams dropped because this node has a key and accepts only sealed ones.
+    pub plaintext_refused: u64,
+    /// Sealed datagrams dropped because their seal fields are cut short or name an unknown
+    /// algorithm.
+    pub sealed_malformed: u64,
+    /// Sealed datagrams dropped because they name a key this node does not have (a peer with
+    /// another key, or a rotation this node has not made or has finished).
+    pub sealed_unknown_key: u64,
+    /// Sealed datagrams dropped because their tag did not verify: forged, altered or
+    /// truncated in transit, or sealed under another key with the same id.
+    pub sealed_bad_tag: u64,
+    /// Sealed datagrams dropped because their counter was seen already (replays, duplicates).
+    pub replayed: u64,
+    /// Sealed datagrams dropped because their counter is too far behind the newest one seen
+    /// (more than [`crate::seal::WINDOW`]): possible replays.
+    pub replay_too_old: u64,
+    /// Sealed datagrams dropped because they come from an epoch of the peer older than the
+    /// newest one authenticated (a previous start of the peer; replays).
+    pub stale_epoch: u64,
+    /// Sealed datagrams opened and accepted.
+    pub sealed_opened: u64,
+    /// `PATH_CHALLENGE`s sent to a new address a peer's datagrams came from.
+    pub path_challenges_sent: u64,
+    /// `PATH_RESPONSE`s sent (echoes of a peer's challenges).
+    pub path_responses_sent: u64,
+    /// Plaintext datagrams whose records were dropped because they came from an address of
+    /// the peer not (yet) proven by a path challenge.
+    pub path_unverified: u64,
+    /// Address changes proven by a path challenge and its response.
+    pub path_validated: u64,
+    /// `SEAL_MISMATCH` notices received (a peer refusing our datagrams said why).
+    pub seal_mismatch_received: u64,
+    /// `SEAL_MISMATCH` notices sent (at most ten a second).
+    pub seal_mismatch_sent: u64,
+}
+
+/// Why a node refused a peer's datagrams for a configuration mismatch: the last such
+/// refusal ([`crate::node::Node::last_refusal`]) tells the application why a link does not
+/// come up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// What was wrong.
+    pub reason: RefusalReason,
+    /// The node id the datagram claimed.
+    pub peer: NodeId,
+    /// Where it came from.
+    pub addr: core::net::SocketAddr,
+}
+
+/// What a [`Refusal`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalReason {
+    /// The peer sends sealed datagrams but this node has no key.
+    SealedWithoutKey,
+    /// The peer sends plaintext datagrams but this node has a key.
+    PlaintextWithKey,
+    /// The peer seals with a key this node does not have.
+    UnknownKey,
+    /// The peer says it has no key and refuses this node's sealed datagrams.
+    PeerHasNoKey,
+    /// The peer says it has a key and refuses this node's plaintext datagrams.
+    PeerRequiresKey,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.reason {
+            RefusalReason::SealedWithoutKey => {
+                "sends sealed datagrams but this node has no key (give it the same key file)"
+            }
+            RefusalReason::PlaintextWithKey => {
+                "sends plaintext datagrams but this node has a key and refuses them \
+                 (give the peer the same key file)"
+            }
+            RefusalReason::UnknownKey => "seals with a key this node does not have",
+            RefusalReason::PeerHasNoKey => {
+                "has no key and refuses this node's sealed datagrams (give it the same key file)"
+            }
+            RefusalReason::PeerRequiresKey => {
+                "has a key and refuses this node's plaintext datagrams (give this node the \
+                 same key file)"
+            }
+        };
+        write!(f, "peer {} at {} {what}", self.peer, self.addr)
+    }
 }
 
 #[cfg(test)]

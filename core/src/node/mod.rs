@@ -12,15 +12,23 @@
 //! protocol is described in [`crate::eo`].
 //!
 //! Peers are named by [`NodeId`]; their addresses come from [`Node::set_peer_addr`] and from
-//! traffic: a valid datagram naming a known node id as its source, from a new address, moves
-//! that peer there (mobility). A node that moved calls [`Node::announce`] so that peers it has
-//! nothing to send to learn its new address too. Because a datagram delayed on the old path
-//! can move a peer back to its old address, a peer silent for two retransmission timeouts
-//! gets every other datagram at its previous address, until a second datagram from its
-//! current address confirms the move. Datagrams that do not parse, name
-//! another destination, or come from a new peer while the table is full are dropped and
-//! counted in [`NodeStats`]; the peer table never exceeds `max_peers` (entries that hold
-//! nothing worth keeping are evicted for newcomers).
+//! traffic (mobility), but only from proven senders: a datagram naming a known node id as its
+//! source, from a new address, does not move that peer; the node sends a `PATH_CHALLENGE` to
+//! the new address and moves the peer there once the challenge's bytes come back from it
+//! (see [`crate::wire`]). Until then a plaintext datagram from the unproven address is dropped
+//! but for its path records ([`NodeStats::path_unverified`]); a sealed one is authentic, so
+//! its records count, but only one newer than any before may start a challenge, so a late or
+//! replayed datagram never does. A node that moved calls [`Node::announce`] so that peers it
+//! has nothing to send to learn its new address too (it keeps announcing until it gets their
+//! traffic, not only their challenge). Datagrams that do not parse, name another
+//! destination, or come from a new peer while the table is full are dropped and counted in
+//! [`NodeStats`]; the peer table never exceeds `max_peers` (entries that hold nothing worth
+//! keeping are evicted for newcomers).
+//!
+//! With [`Node::set_seal`] every datagram is sealed (authenticated encryption under a
+//! pre-shared key, replay protection: [`crate::seal`]), and is checked and opened before any
+//! state changes; plaintext datagrams are refused, as are sealed ones by a node without a key,
+//! each counted ([`NodeStats`]) and reported ([`Node::last_refusal`]).
 //!
 //! ```
 //! use a3m_core::id::NodeId;
@@ -57,23 +65,60 @@
 mod config;
 mod peer;
 
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 use core::time::Duration;
 
-pub use config::{Delivery, MIN_DATAGRAM, NodeConfig, NodeError, NodeStats, TOKEN_OVERHEAD};
-use peer::Peer;
+pub use config::{
+    Delivery, MIN_DATAGRAM, NodeConfig, NodeError, NodeStats, Refusal, RefusalReason,
+    TOKEN_OVERHEAD,
+};
+use peer::{Peer, PeerSeal};
 
 use crate::eo::buffers::{BufPool, Inbox};
 use crate::eo::send::SendRecord;
 use crate::eo::{Env, Params};
 use crate::id::NodeId;
+use crate::seal::{Aead, KeySchedule, SealConfig, Verdict};
 use crate::time::Instant;
-use crate::wire::{self, DatagramWriter, Header};
+use crate::wire::{
+    self, DatagramWriter, FLAG_SEALED, Header, PATH_DATA_LEN, Record, SEAL_OVERHEAD,
+    SEAL_PREFIX_LEN, SealPrefix,
+};
 
 /// Idle payload buffers kept for reuse, at most.
 const POOL_BUFFERS: usize = 4096;
+/// Path challenges waiting to be sent, at most (more are dropped: the peer's next datagram
+/// from the new address asks again).
+const MAX_PATH_OUT: usize = 64;
+
+/// The node's sealing keys and counter.
+#[derive(Debug)]
+struct NodeSeal {
+    /// The key datagrams are sealed with.
+    current: KeySchedule,
+    /// The key before the last rotation, still accepted until the instant given.
+    previous: Option<(KeySchedule, Instant)>,
+    epoch: u64,
+    aead: Aead,
+    /// The next nonce counter (one sequence for all peers).
+    counter: u64,
+}
+
+/// Least time between two `SEAL_MISMATCH` notices of a node (at most ten a second: they
+/// answer unauthenticated datagrams, so they must not be a reflector).
+const NOTICE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How a datagram's records were vouched for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proof {
+    /// Not at all: a plaintext datagram.
+    Plaintext,
+    /// Authenticated and not a replay; `newest` if its counter is the peer's highest yet.
+    Sealed { newest: bool },
+}
 
 /// One a3m node: exactly-once sessions with its peers, as a sans-I/O state machine.
 #[derive(Debug)]
@@ -86,6 +131,22 @@ pub struct Node {
     ready: VecDeque<NodeId>,
     /// Payloads this node sent to itself that did not fit in the inbox yet.
     self_queue: VecDeque<Vec<u8>>,
+    /// Keys, when datagrams are sealed.
+    seal: Option<NodeSeal>,
+    /// Where sealed datagrams are opened.
+    scratch: Vec<u8>,
+    /// Secret of the path challenges' bytes.
+    path_secret: [u8; 32],
+    /// Path challenges made so far (makes each one's bytes unique).
+    path_counter: u64,
+    /// Path challenges to send: (peer, address to challenge, bytes).
+    path_out: VecDeque<(NodeId, SocketAddr, [u8; PATH_DATA_LEN])>,
+    /// The last datagram refused for a configuration mismatch.
+    refusal: Option<Refusal>,
+    /// A `SEAL_MISMATCH` notice to send: (to node, at address, reason).
+    notice: Option<(NodeId, SocketAddr, u8)>,
+    /// When the last notice was queued.
+    notice_at: Option<Instant>,
 }
 
 impl Node {
@@ -107,7 +168,69 @@ impl Node {
             peers: BTreeMap::new(),
             ready: VecDeque::new(),
             self_queue: VecDeque::new(),
+            seal: None,
+            scratch: Vec::new(),
+            path_secret: [0; 32],
+            path_counter: 0,
+            path_out: VecDeque::new(),
+            refusal: None,
+            notice: None,
+            notice_at: None,
         }
+    }
+
+    /// Seals every datagram from now on with `seal`'s key and refuses plaintext ones (see
+    /// [`crate::seal`]). Call it before any traffic: datagrams exchanged before were
+    /// plaintext. Lowers the largest payload by the seal's [`SEAL_OVERHEAD`] bytes if
+    /// needed (see [`Node::max_payload`]).
+    pub fn set_seal(&mut self, seal: SealConfig) {
+        let room = self.config.max_datagram - TOKEN_OVERHEAD - SEAL_OVERHEAD;
+        self.config.max_payload = self.config.max_payload.min(room);
+        self.seal = Some(NodeSeal {
+            current: KeySchedule::new(&seal.psk),
+            previous: None,
+            epoch: seal.epoch,
+            aead: seal.aead,
+            counter: 0,
+        });
+        for peer in self.peers.values_mut() {
+            peer.seal = None;
+        }
+    }
+
+    /// True if this node seals its datagrams.
+    pub fn is_sealed(&self) -> bool {
+        self.seal.is_some()
+    }
+
+    /// Switches to a new pre-shared key: datagrams are sealed with `psk` from now on, and
+    /// ones sealed with the previous key are still accepted until `now + grace` (peers
+    /// rotate too within that time; what they send meanwhile is not lost, only held until
+    /// they do). Does nothing on a node without a key. The new key must have another
+    /// [`crate::seal::Psk::id`] than the current one (one in 256 keys does not): then it is
+    /// refused and `false` returned.
+    pub fn rotate_psk(&mut self, now: Instant, psk: &crate::seal::Psk, grace: Duration) -> bool {
+        let Some(seal) = &mut self.seal else { return false };
+        let next = KeySchedule::new(psk);
+        if next.id() == seal.current.id() {
+            return false;
+        }
+        let old = core::mem::replace(&mut seal.current, next);
+        seal.previous = Some((old, now + grace));
+        true
+    }
+
+    /// Gives the node a secret for the bytes of its path challenges (see [`crate::wire`]):
+    /// without one (the default is all zeros) an off-path attacker could predict them. The
+    /// std adapters draw it from the operating system's random source.
+    pub fn set_path_secret(&mut self, secret: [u8; 32]) {
+        self.path_secret = secret;
+    }
+
+    /// The last datagram refused because this node and the peer disagree on sealing (one has
+    /// a key, the other not, or not the same key): why a link to that peer does not come up.
+    pub fn last_refusal(&self) -> Option<&Refusal> {
+        self.refusal.as_ref()
     }
 
     /// This node's id.
@@ -331,7 +454,9 @@ impl Node {
     }
 
     /// Handles a datagram received from `from`. Invalid or foreign datagrams are counted
-    /// and dropped; nothing panics.
+    /// and dropped; nothing panics. On a node with a key, a datagram is authenticated and
+    /// checked against replays before anything in the node changes or is looked up by what
+    /// it says (beyond the peer table lookup of its source id).
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         let stats = &mut self.env.stats;
         stats.datagrams_received += 1;
@@ -340,21 +465,187 @@ impl Node {
             stats.oversized_dropped += 1;
             return;
         }
-        let Ok(datagram) = wire::decode_datagram(bytes) else {
+        let Ok((header, header_len)) = wire::decode_header(bytes) else {
             stats.malformed_dropped += 1;
             return;
         };
-        if datagram.header.dst != self.id.as_str() {
+        if header.dst != self.id.as_str() {
             stats.wrong_destination_dropped += 1;
             return;
         }
-        let src = match NodeId::new(datagram.header.src) {
+        let src = match NodeId::new(header.src) {
             Ok(src) if src != self.id => src,
             _ => {
                 stats.malformed_dropped += 1;
                 return;
             }
         };
+        if header.flags & FLAG_SEALED != 0 {
+            self.handle_sealed(now, from, bytes, src);
+            return;
+        }
+        let Ok(datagram) = wire::decode_records(header, &bytes[header_len..]) else {
+            self.env.stats.malformed_dropped += 1;
+            return;
+        };
+        if let (1, Some(Record::SealMismatch(reason))) =
+            (datagram.record_count(), datagram.records().next())
+        {
+            // A peer tells why it refuses us: a diagnostic only (anyone can send it).
+            self.env.stats.seal_mismatch_received += 1;
+            let reason = match reason {
+                wire::SEAL_MISMATCH_NO_KEY if self.seal.is_some() => RefusalReason::PeerHasNoKey,
+                wire::SEAL_MISMATCH_KEY_REQUIRED if self.seal.is_none() => {
+                    RefusalReason::PeerRequiresKey
+                }
+                _ => return,
+            };
+            self.refuse(reason, src, from);
+            return;
+        }
+        if self.seal.is_some() {
+            self.env.stats.plaintext_refused += 1;
+            self.refuse(RefusalReason::PlaintextWithKey, src.clone(), from);
+            self.notify_mismatch(now, src, from, wire::SEAL_MISMATCH_KEY_REQUIRED);
+            return;
+        }
+        self.handle_records(now, from, src, &datagram, Proof::Plaintext);
+    }
+
+    fn refuse(&mut self, reason: RefusalReason, peer: NodeId, addr: SocketAddr) {
+        self.refusal = Some(Refusal { reason, peer, addr });
+    }
+
+    /// Queues a `SEAL_MISMATCH` notice for `peer` at `addr`, unless one went out less than
+    /// [`NOTICE_INTERVAL`] ago.
+    fn notify_mismatch(&mut self, now: Instant, peer: NodeId, addr: SocketAddr, reason: u8) {
+        if self.notice_at.is_some_and(|at| now < at + NOTICE_INTERVAL) {
+            return;
+        }
+        self.notice_at = Some(now);
+        self.notice = Some((peer, addr, reason));
+    }
+
+    /// Opens a sealed datagram: epoch and replay checks, then the AEAD, then (only if both
+    /// pass) its records.
+    fn handle_sealed(&mut self, now: Instant, from: SocketAddr, bytes: &[u8], src: NodeId) {
+        let stats = &mut self.env.stats;
+        let Some(seal) = &self.seal else {
+            stats.sealed_refused += 1;
+            self.refuse(RefusalReason::SealedWithoutKey, src.clone(), from);
+            self.notify_mismatch(now, src, from, wire::SEAL_MISMATCH_NO_KEY);
+            return;
+        };
+        let Ok(parts) = wire::decode_sealed(bytes) else {
+            stats.sealed_malformed += 1;
+            return;
+        };
+        let Some(aead) = Aead::from_id(parts.aead) else {
+            stats.sealed_malformed += 1;
+            return;
+        };
+        let peer_seal = self.peers.get(&src).and_then(|p| p.seal.as_deref());
+        // Cheap checks first: a replay costs no decryption.
+        if let Some(ps) = peer_seal
+            && let Some(epoch) = ps.epoch
+        {
+            if parts.epoch < epoch {
+                stats.stale_epoch += 1;
+                return;
+            }
+            if parts.epoch == epoch {
+                match ps.window.check(parts.counter) {
+                    Verdict::Replayed => {
+                        stats.replayed += 1;
+                        return;
+                    }
+                    Verdict::TooOld => {
+                        stats.replay_too_old += 1;
+                        return;
+                    }
+                    Verdict::Newest | Verdict::Fresh => {}
+                }
+            }
+        }
+        let current = (seal.current.id() == parts.key_id).then_some(&seal.current);
+        let previous = seal
+            .previous
+            .as_ref()
+            .filter(|(k, until)| k.id() == parts.key_id && now <= *until)
+            .map(|(k, _)| k);
+        if current.is_none() && previous.is_none() {
+            stats.sealed_unknown_key += 1;
+            self.refuse(RefusalReason::UnknownKey, src, from);
+            return;
+        }
+        let mut scratch = core::mem::take(&mut self.scratch);
+        let n = parts.ciphertext.len();
+        if scratch.len() < n {
+            scratch.resize(n, 0);
+        }
+        let aad = &bytes[..parts.aad_len];
+        let cached = peer_seal
+            .and_then(|ps| ps.rx.as_ref())
+            .filter(|(id, a, e, _)| *id == parts.key_id && *a == aead && *e == parts.epoch);
+        let mut opened = None;
+        let (counter, tag, ciphertext) = (parts.counter, &parts.tag, parts.ciphertext);
+        if let Some((_, _, _, cipher)) = cached {
+            if cipher.open_into(counter, aad, ciphertext, &mut scratch[..n], tag).is_ok() {
+                opened = Some(None);
+            }
+        } else {
+            for ks in [current, previous].into_iter().flatten() {
+                let cipher = ks.cipher(aead, parts.epoch, src.as_str(), self.id.as_str());
+                if cipher.open_into(counter, aad, ciphertext, &mut scratch[..n], tag).is_ok() {
+                    opened = Some(Some(cipher));
+                    break;
+                }
+            }
+        }
+        let Some(new_cipher) = opened else {
+            self.env.stats.sealed_bad_tag += 1;
+            self.scratch = scratch;
+            return;
+        };
+        let Ok(datagram) = wire::decode_records(parts.header, &scratch[..n]) else {
+            self.env.stats.malformed_dropped += 1;
+            self.scratch = scratch;
+            return;
+        };
+        // Authentic and not a replay: from here on the datagram may change state.
+        if !self.peers.contains_key(&src) {
+            if !self.make_room() {
+                self.env.stats.peer_limit_dropped += 1;
+                self.scratch = scratch;
+                return;
+            }
+            self.peers.insert(src.clone(), Peer::new(&self.env, now, Some(from)));
+        }
+        let Some(peer) = self.peers.get_mut(&src) else { return };
+        let ps = peer.seal.get_or_insert_with(|| Box::new(PeerSeal::new()));
+        if ps.epoch != Some(parts.epoch) {
+            // The peer restarted (or this is its first datagram): a new window.
+            ps.epoch = Some(parts.epoch);
+            ps.window = crate::seal::ReplayWindow::new();
+        }
+        let newest = ps.window.commit(parts.counter) == Verdict::Newest;
+        if let Some(cipher) = new_cipher {
+            ps.rx = Some((parts.key_id, aead, parts.epoch, cipher));
+        }
+        self.env.stats.sealed_opened += 1;
+        self.handle_records(now, from, src, &datagram, Proof::Sealed { newest });
+        self.scratch = scratch;
+    }
+
+    /// Handles the records of a datagram from `src` that passed every check its kind needs.
+    fn handle_records(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        src: NodeId,
+        datagram: &wire::Datagram<'_>,
+        proof: Proof,
+    ) {
         if !self.peers.contains_key(&src) {
             if !self.make_room() {
                 self.env.stats.peer_limit_dropped += 1;
@@ -363,12 +654,56 @@ impl Node {
             self.peers.insert(src.clone(), Peer::new(&self.env, now, Some(from)));
         }
         let Some(peer) = self.peers.get_mut(&src) else { return };
-        // Mobility: the peer now sends from here.
-        if peer.heard(now, from) {
-            self.env.stats.address_changes += 1;
-            // Whatever was backing off waited for the old path: probe the new one now.
-            if let Some(send) = &mut peer.send {
-                send.on_path_change();
+        let stats = &mut self.env.stats;
+        if peer.addr.is_none() {
+            peer.set_addr(from);
+        }
+        if peer.addr == Some(from) {
+            // A datagram of path records only does not prove that the peer has our traffic:
+            // a node that moved keeps announcing itself until it gets some.
+            let path_only = datagram
+                .records()
+                .all(|r| matches!(r, Record::PathChallenge(_) | Record::PathResponse(_)));
+            peer.heard(now, !path_only);
+        } else {
+            // Mobility: the peer's traffic moves only to an address it proved it receives at.
+            let proven = datagram.records().any(|r| match r {
+                Record::PathResponse(data) => peer.response_matches(from, &data),
+                _ => false,
+            });
+            if proven {
+                stats.path_validated += 1;
+                if peer.validated_move(now, from) {
+                    stats.address_changes += 1;
+                }
+            } else {
+                // Challenge the new address (sealed datagrams: only for a datagram newer than
+                // any before, so a late one from an old path does not).
+                let may_challenge = match proof {
+                    Proof::Plaintext => true,
+                    Proof::Sealed { newest } => newest,
+                };
+                let (secret, counter) = (&self.path_secret, &mut self.path_counter);
+                if may_challenge
+                    && self.path_out.len() < MAX_PATH_OUT
+                    && let Some(data) =
+                        peer.challenge(now, from, || challenge_bytes(secret, counter, from))
+                {
+                    self.path_out.push_back((src.clone(), from, data));
+                    stats.path_challenges_sent += 1;
+                }
+                if proof == Proof::Plaintext {
+                    // Anyone can write a plaintext datagram: from an unproven address only
+                    // a challenge is answered (to the proven address).
+                    for record in datagram.records() {
+                        if let Record::PathChallenge(data) = record {
+                            peer.owe_response(data);
+                        }
+                    }
+                    stats.path_unverified += 1;
+                    Self::mark_peer(&mut self.ready, &src, peer, now);
+                    return;
+                }
             }
         }
         for record in datagram.records() {
@@ -393,6 +728,12 @@ impl Node {
     /// Runs the timers that are due: retransmissions, probes, garbage collection.
     pub fn handle_timeout(&mut self, now: Instant) {
         for (id, peer) in self.peers.iter_mut() {
+            while self.path_out.len() < MAX_PATH_OUT
+                && let Some((addr, data)) = peer.challenge_due(now)
+            {
+                self.path_out.push_back((id.clone(), addr, data));
+                self.env.stats.path_challenges_sent += 1;
+            }
             peer.on_timeout(&mut self.env, now);
             Self::mark_peer(&mut self.ready, id, peer, now);
         }
@@ -402,7 +743,7 @@ impl Node {
     /// none: payloads accepted since wait for slots or acknowledgements, whose arrival
     /// (a datagram to [`Node::handle_datagram`]) or a timer makes them sendable.
     pub fn wants_transmit(&self) -> bool {
-        !self.ready.is_empty()
+        !self.ready.is_empty() || !self.path_out.is_empty() || self.notice.is_some()
     }
 
     /// Changes [`NodeConfig::ack_delay`] (at most `rto_min` / 2). Zero also makes every
@@ -456,6 +797,23 @@ impl Node {
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
         let limit = buf.len().min(self.config.max_datagram);
         let coalesce = self.config.coalesce_delay;
+        if let Some((peer, addr, reason)) = self.notice.take() {
+            // Plaintext even from a node with a key: the peer could not read it otherwise.
+            let header = Header { src: self.id.as_str(), dst: peer.as_str(), flags: 0 };
+            if let Ok(out) =
+                wire::encode_datagram(&mut buf[..limit], &header, &[Record::SealMismatch(reason)])
+            {
+                self.env.stats.seal_mismatch_sent += 1;
+                self.env.stats.datagrams_sent += 1;
+                self.env.stats.bytes_sent += out.len as u64;
+                return Some((addr, out.len));
+            }
+        }
+        if !self.path_out.is_empty()
+            && let Some(out) = self.transmit_challenge(now, &mut buf[..limit])
+        {
+            return Some(out);
+        }
         for _ in 0..self.ready.len() {
             let id = self.ready.pop_front()?;
             let Some(peer) = self.peers.get_mut(&id) else { continue };
@@ -475,8 +833,14 @@ impl Node {
                 self.ready.push_back(id);
                 continue;
             }
-            let header = Header { src: self.id.as_str(), dst: id.as_str(), flags: 0 };
-            let Ok(mut writer) = DatagramWriter::new(&mut buf[..limit], &header) else {
+            let prefix = self.seal.as_mut().map(NodeSeal::next_prefix);
+            let flags = if prefix.is_some() { FLAG_SEALED } else { 0 };
+            let header = Header { src: self.id.as_str(), dst: id.as_str(), flags };
+            let writer = match &prefix {
+                None => DatagramWriter::new(&mut buf[..limit], &header),
+                Some(prefix) => DatagramWriter::new_sealed(&mut buf[..limit], &header, prefix),
+            };
+            let Ok(mut writer) = writer else {
                 // The caller's buffer cannot even hold a header; keep the output for later.
                 peer.in_ready = true;
                 self.ready.push_back(id);
@@ -484,20 +848,108 @@ impl Node {
             };
             peer.write(&mut self.env, now, &mut writer);
             let written = writer.finish();
+            let len = match (&prefix, &self.seal) {
+                _ if written.records == 0 => None,
+                (Some(prefix), Some(seal)) => {
+                    let ps = peer.seal.get_or_insert_with(|| Box::new(PeerSeal::new()));
+                    seal.seal(ps, &header, prefix, &mut buf[..limit], written.len)
+                }
+                _ => Some(written.len),
+            };
             if peer.has_output() {
                 peer.in_ready = true;
                 self.ready.push_back(id);
             } else {
                 peer.pending_since = None;
             }
-            if written.records == 0 {
-                continue;
-            }
+            let Some(len) = len else { continue };
             let Some(addr) = peer.destination(now) else { continue };
             self.env.stats.datagrams_sent += 1;
-            self.env.stats.bytes_sent += written.len as u64;
-            return Some((addr, written.len));
+            self.env.stats.bytes_sent += len as u64;
+            return Some((addr, len));
         }
         None
     }
+
+    /// Writes the next path challenge waiting, if any can be written.
+    fn transmit_challenge(&mut self, _now: Instant, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
+        while let Some((id, addr, data)) = self.path_out.pop_front() {
+            let prefix = self.seal.as_mut().map(NodeSeal::next_prefix);
+            let flags = if prefix.is_some() { FLAG_SEALED } else { 0 };
+            let header = Header { src: self.id.as_str(), dst: id.as_str(), flags };
+            let writer = match &prefix {
+                None => DatagramWriter::new(buf, &header),
+                Some(prefix) => DatagramWriter::new_sealed(buf, &header, prefix),
+            };
+            let Ok(mut writer) = writer else { continue };
+            if writer.push(&Record::PathChallenge(data)).is_err() {
+                continue;
+            }
+            let written = writer.finish();
+            let len = match (&prefix, &self.seal, self.peers.get_mut(&id)) {
+                (None, _, _) => written.len,
+                (Some(prefix), Some(seal), Some(peer)) => {
+                    let ps = peer.seal.get_or_insert_with(|| Box::new(PeerSeal::new()));
+                    let Some(len) = seal.seal(ps, &header, prefix, buf, written.len) else {
+                        continue;
+                    };
+                    len
+                }
+                _ => continue,
+            };
+            self.env.stats.datagrams_sent += 1;
+            self.env.stats.bytes_sent += len as u64;
+            return Some((addr, len));
+        }
+        None
+    }
+}
+
+impl NodeSeal {
+    /// The seal prefix of the next datagram; takes a counter.
+    fn next_prefix(&mut self) -> SealPrefix {
+        let counter = self.counter;
+        self.counter += 1;
+        SealPrefix { aead: self.aead.id(), key_id: self.current.id(), epoch: self.epoch, counter }
+    }
+
+    /// Seals the datagram of `len` bytes in `buf` for the peer of `ps` (header `header`);
+    /// returns the sealed length.
+    fn seal(
+        &self,
+        ps: &mut PeerSeal,
+        header: &Header<'_>,
+        prefix: &SealPrefix,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Option<usize> {
+        let key_id = self.current.id();
+        if ps.tx.as_ref().is_none_or(|(id, c)| *id != key_id || c.aead() != self.aead) {
+            ps.tx =
+                Some((key_id, self.current.cipher(self.aead, self.epoch, header.src, header.dst)));
+        }
+        let (_, cipher) = ps.tx.as_ref()?;
+        let aad_len = header.encoded_len() + SEAL_PREFIX_LEN;
+        cipher.seal(prefix.counter, buf, aad_len, len).ok()
+    }
+}
+
+/// The bytes of a path challenge: unpredictable without the node's secret, unique per
+/// challenge.
+fn challenge_bytes(secret: &[u8; 32], counter: &mut u64, addr: SocketAddr) -> [u8; PATH_DATA_LEN] {
+    use sha2::{Digest, Sha256};
+    *counter += 1;
+    let mut h = Sha256::new();
+    h.update(b"a3m path challenge");
+    h.update(secret);
+    h.update(counter.to_be_bytes());
+    match addr {
+        SocketAddr::V4(a) => h.update(a.ip().octets()),
+        SocketAddr::V6(a) => h.update(a.ip().octets()),
+    }
+    h.update(addr.port().to_be_bytes());
+    let digest = h.finalize();
+    let mut out = [0u8; PATH_DATA_LEN];
+    out.copy_from_slice(&digest[..PATH_DATA_LEN]);
+    out
 }

@@ -3,13 +3,55 @@
 use core::net::SocketAddr;
 use core::time::Duration;
 
+use alloc::boxed::Box;
+
 use crate::eo::Env;
 use crate::eo::recv::{RecvOutcome, RecvRecord};
 use crate::eo::rtt::Rtt;
 use crate::eo::send::{SendOutcome, SendRecord};
 use crate::id::NodeId;
+use crate::seal::{Aead, Cipher, ReplayWindow};
 use crate::time::Instant;
-use crate::wire::{DatagramWriter, Record, ReqSlots, Slots};
+use crate::wire::{DatagramWriter, PATH_DATA_LEN, Record, ReqSlots, Slots};
+
+/// Addresses a peer may be challenged at concurrently (the oldest challenge gives way).
+const MAX_CHALLENGES: usize = 4;
+/// `PATH_RESPONSE`s owed to a peer at most (older ones give way).
+const MAX_RESPONSES: usize = 4;
+
+/// Times a `PATH_CHALLENGE` is sent on the challenger's own timer (more go when the peer's
+/// datagrams keep coming from the address).
+const CHALLENGE_ATTEMPTS: u32 = 8;
+
+/// A `PATH_CHALLENGE` sent to an address a peer's datagrams came from.
+#[derive(Debug, Clone, Copy)]
+struct Challenge {
+    addr: SocketAddr,
+    data: [u8; PATH_DATA_LEN],
+    sent: Instant,
+    /// Sends on the timer so far.
+    tries: u32,
+}
+
+/// The sealing state of one peer: our cipher towards it, its cipher towards us, and the
+/// replay window over its counters.
+#[derive(Debug)]
+pub(crate) struct PeerSeal {
+    /// Sealing towards the peer: (key id, cipher).
+    pub(crate) tx: Option<(u8, Cipher)>,
+    /// Opening from the peer: (key id, algorithm, epoch, cipher) of the last datagram opened.
+    pub(crate) rx: Option<(u8, Aead, u64, Cipher)>,
+    /// The newest epoch of the peer authenticated.
+    pub(crate) epoch: Option<u64>,
+    /// Counters of that epoch seen.
+    pub(crate) window: ReplayWindow,
+}
+
+impl PeerSeal {
+    pub(crate) fn new() -> Self {
+        Self { tx: None, rx: None, epoch: None, window: ReplayWindow::new() }
+    }
+}
 
 /// Status records an announcement sends at most, until the peer answers.
 const ANNOUNCE_ATTEMPTS: u32 = 16;
@@ -53,6 +95,12 @@ pub(crate) struct Peer {
     settling: Option<(u32, Instant)>,
     /// Closing: the peer did not answer any settlement probe; stop waiting for it.
     settle_abandoned: bool,
+    /// Sealing state (nodes with a key only).
+    pub(crate) seal: Option<Box<PeerSeal>>,
+    /// Path challenges in flight to addresses the peer's datagrams came from.
+    challenges: [Option<Challenge>; MAX_CHALLENGES],
+    /// `PATH_RESPONSE`s owed to the peer.
+    responses: heapless::Vec<[u8; PATH_DATA_LEN], MAX_RESPONSES>,
     /// In the node's ready queue.
     pub(crate) in_ready: bool,
     /// Since when output has been waiting (for the coalescing delay).
@@ -76,6 +124,9 @@ impl Peer {
             announce: None,
             settling: None,
             settle_abandoned: false,
+            seal: None,
+            challenges: [None; MAX_CHALLENGES],
+            responses: heapless::Vec::new(),
             in_ready: false,
             pending_since: None,
         }
@@ -96,6 +147,7 @@ impl Peer {
     pub(crate) fn has_output(&self) -> bool {
         self.gc_reply.is_some()
             || self.status_due
+            || !self.responses.is_empty()
             || self.recv.as_ref().is_some_and(RecvRecord::has_output)
             || self.send.as_ref().is_some_and(SendRecord::has_output)
     }
@@ -138,18 +190,101 @@ impl Peer {
         }
     }
 
-    /// A valid datagram arrived from the peer, from `from`: it knows where we are, and it is
-    /// there now. Returns true if that is a new address.
-    pub(crate) fn heard(&mut self, now: Instant, from: SocketAddr) -> bool {
-        self.announce = None;
-        self.last_heard = now;
-        if self.addr == Some(from) {
-            // Heard again where we think it is: the move (if any) is confirmed, so a silence
-            // later is loss, not a late datagram that moved it back; stop trying the old
-            // address (every other retransmission into a dead address halves recovery).
-            self.prev_addr = None;
+    /// A valid datagram arrived from the peer at the address we know: it knows where we
+    /// are, and it is there now (a move, if any, is confirmed: a silence later is loss, not a
+    /// late datagram that moved it back, so stop trying the old address).
+    pub(crate) fn heard(&mut self, now: Instant, answered: bool) {
+        if answered {
+            self.announce = None;
         }
-        self.move_to(from)
+        self.last_heard = now;
+        self.prev_addr = None;
+    }
+
+    /// Whether a `PATH_CHALLENGE` should go to `addr` now: none is in flight there, or the
+    /// last one is older than a retransmission timeout. Returns the bytes to send (the same
+    /// ones again for a retransmission), taking fresh ones from `fresh` for a new address.
+    pub(crate) fn challenge(
+        &mut self,
+        now: Instant,
+        addr: SocketAddr,
+        fresh: impl FnOnce() -> [u8; PATH_DATA_LEN],
+    ) -> Option<[u8; PATH_DATA_LEN]> {
+        let timeout = self.rtt.timeout(0);
+        if let Some(c) = self.challenges.iter_mut().flatten().find(|c| c.addr == addr) {
+            if now < c.sent + timeout {
+                return None;
+            }
+            c.sent = now;
+            return Some(c.data);
+        }
+        let data = fresh();
+        let slot = match self.challenges.iter().position(Option::is_none) {
+            Some(free) => free,
+            None => {
+                // The oldest challenge gives way.
+                let mut oldest = 0;
+                for (i, c) in self.challenges.iter().enumerate() {
+                    if let (Some(c), Some(o)) = (c, &self.challenges[oldest])
+                        && c.sent < o.sent
+                    {
+                        oldest = i;
+                    }
+                }
+                oldest
+            }
+        };
+        self.challenges[slot] = Some(Challenge { addr, data, sent: now, tries: 0 });
+        Some(data)
+    }
+
+    /// A challenge whose retransmission timer expired: its address and bytes (a response
+    /// may have been lost, and the peer may have nothing else to send from there).
+    pub(crate) fn challenge_due(
+        &mut self,
+        now: Instant,
+    ) -> Option<(SocketAddr, [u8; PATH_DATA_LEN])> {
+        for entry in self.challenges.iter_mut() {
+            let Some(c) = entry else { continue };
+            if now < c.sent + self.rtt.timeout(c.tries + 1) {
+                continue;
+            }
+            if c.tries >= CHALLENGE_ATTEMPTS {
+                *entry = None;
+                continue;
+            }
+            c.tries += 1;
+            c.sent = now;
+            return Some((c.addr, c.data));
+        }
+        None
+    }
+
+    /// True if `data`, arriving from `addr`, answers a challenge we sent there.
+    pub(crate) fn response_matches(&self, addr: SocketAddr, data: &[u8; PATH_DATA_LEN]) -> bool {
+        self.challenges.iter().flatten().any(|c| c.addr == addr && c.data == *data)
+    }
+
+    /// The peer proved it receives at `addr`: send its traffic there from now on.
+    pub(crate) fn validated_move(&mut self, now: Instant, addr: SocketAddr) -> bool {
+        self.challenges = [None; MAX_CHALLENGES];
+        self.heard(now, true);
+        let moved = self.move_to(addr);
+        // Proven: no need to alternate with the old address.
+        self.prev_addr = None;
+        if moved && let Some(send) = &mut self.send {
+            // Whatever was backing off waited for the old path: probe the new one now.
+            send.on_path_change();
+        }
+        moved
+    }
+
+    /// The peer asked us to echo `data`.
+    pub(crate) fn owe_response(&mut self, data: [u8; PATH_DATA_LEN]) {
+        if self.responses.is_full() {
+            self.responses.remove(0);
+        }
+        let _ = self.responses.push(data);
     }
 
     /// Records a new address for the peer; returns true if it changed.
@@ -218,11 +353,22 @@ impl Peer {
                 Some(send) => send.on_ack(env, now, &mut self.rtt, &ack),
                 None => env.stats.stale_records += 1,
             },
+            Record::PathChallenge(data) => self.owe_response(data),
+            // Checked by the node before the records (it decides where the peer lives), or
+            // before it looks at the peer at all.
+            Record::PathResponse(_) | Record::SealMismatch(_) => {}
         }
     }
 
     /// Writes what is due into `w`, control records first.
     pub(crate) fn write(&mut self, env: &mut Env, now: Instant, w: &mut DatagramWriter<'_>) {
+        while let Some(&data) = self.responses.first() {
+            if w.push(&Record::PathResponse(data)).is_err() {
+                return;
+            }
+            self.responses.remove(0);
+            env.stats.path_responses_sent += 1;
+        }
         if let Some(lowest) = self.gc_reply {
             let gc = ReqSlots { start: lowest, count: 0, lowest };
             if w.push(&Record::ReqSlots(gc)).is_err() {
@@ -310,6 +456,9 @@ impl Peer {
         }
         if let Some((_, next)) = self.settling {
             consider(next);
+        }
+        for c in self.challenges.iter().flatten() {
+            consider(c.sent + self.rtt.timeout(c.tries + 1));
         }
         if !coalesce.is_zero()
             && let Some(since) = self.pending_since

@@ -21,9 +21,12 @@
 //! |---|---|
 //! | 2 | magic `A3 4D` |
 //! | 1 | version, currently [`VERSION`] = 1 |
-//! | 1 | flags; no flag is defined in version 1, so it must be 0 |
+//! | 1 | flags: bit 0 ([`FLAG_SEALED`]) says the records are sealed; the other bits must be 0 |
 //! | 1 + n | source node id |
 //! | 1 + n | destination node id |
+//!
+//! A plaintext datagram (flags 0) continues with its records. A sealed one continues as
+//! described under [Sealed datagrams](#sealed-datagrams).
 //!
 //! # Records
 //!
@@ -36,11 +39,56 @@
 //! | `02` | `SLOTS` | start slot (varint), receiver incarnation (varint), count (varint, u32) |
 //! | `03` | `TOKEN` | slot (varint), receiver incarnation (varint), payload (byte string) |
 //! | `04` | `ACK` | receiver incarnation (varint), range count (varint, 1..=[`MAX_ACK_RANGES`]), then per range: gap (varint), length − 1 (varint) |
+//! | `05` | `PATH_CHALLENGE` | 8 bytes the peer must echo from the address it was sent to |
+//! | `06` | `PATH_RESPONSE` | the 8 bytes of a `PATH_CHALLENGE`, echoed |
+//! | `07` | `SEAL_MISMATCH` | 1 byte: [`SEAL_MISMATCH_NO_KEY`] (the sender has no key and refuses sealed datagrams) or [`SEAL_MISMATCH_KEY_REQUIRED`] (the sender has a key and refuses plaintext) |
+//!
+//! `SEAL_MISMATCH` is always sent alone, in a plaintext datagram, even by a node with a key:
+//! it is how a node tells a peer why it refuses its datagrams, so that the peer's application
+//! gets a reason instead of a silent timeout. Being unauthenticated, it only ever sets the
+//! receiver's [`crate::node::Node::last_refusal`]; nodes send it at most ten times a second.
 //!
 //! `ACK` ranges are ascending, disjoint and not adjacent. A range's start is the end of the
 //! previous range (0 for the first) plus its gap; every gap but the first is at least 1 (touching
 //! ranges are written as one), and every length is at least 1. So the slots 5, 6, 7 and 10 are
 //! two ranges, `5..8` (gap 5, length−1 2) and `10..11` (gap 2, length−1 0).
+//!
+//! `PATH_CHALLENGE` and `PATH_RESPONSE` check a new address before a node sends a peer's
+//! traffic there (as QUIC's frames of the same names do): a datagram naming a known peer
+//! but coming from another address does not move the peer; the node sends a challenge to
+//! that address, and moves the peer only when the challenge's bytes come back from there.
+//!
+//! # Sealed datagrams
+//!
+//! A node configured with a pre-shared key (see [`crate::seal`]) sends only sealed
+//! datagrams and refuses plaintext ones; a node without one refuses sealed ones. A sealed
+//! datagram is, byte by byte:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 2 | magic `A3 4D` |
+//! | 1 | version 1 |
+//! | 1 | flags `01` ([`FLAG_SEALED`]) |
+//! | 1 + n | source node id |
+//! | 1 + n | destination node id |
+//! | 1 | AEAD algorithm: `01` ChaCha20-Poly1305, `02` AES-256-GCM (each sender picks its own; a receiver opens either) |
+//! | 1 | key id: the first byte of SHA-256(`"a3m psk id"` ‖ key), so a receiver knows which of its keys (current, or the previous one during a rotation) to try, and tells a wrong key from a forgery |
+//! | 8 | epoch of the sender, big-endian: chosen at every start of the sender and growing from one start to the next (the std adapters take the wall clock in microseconds) |
+//! | 8 | counter, big-endian: one sequence per sender and epoch, shared by all its peers, never repeated |
+//! | m ≥ 1 | the records, encrypted |
+//! | 16 | the AEAD tag |
+//!
+//! Everything before the encrypted records ([`SealedDatagram::aad_len`] bytes) is the
+//! associated data: it is authenticated, not encrypted. The key is HKDF-SHA256 (salt
+//! `"a3m seal v1"`, input key material the pre-shared key) expanded with the info `"a3m v1"`
+//! ‖ algorithm ‖ key id ‖ epoch ‖ source id (length byte and bytes) ‖ destination id (length
+//! byte and bytes): one key per direction, per pair of nodes, per sender start. The 12-byte
+//! nonce is 4 zero bytes then the counter, big-endian; a key never sees a counter twice, so a
+//! nonce is never reused, across restarts included (a new epoch is a new key).
+//!
+//! A receiver keeps, per peer, the newest epoch it authenticated and a sliding window over
+//! the counters of that epoch (see [`crate::seal::ReplayWindow`]): a datagram of an older
+//! epoch, with a counter it has seen, or with one too far behind the newest, is dropped.
 //!
 //! # Example
 //!
@@ -92,7 +140,7 @@ use crate::id::{IdError, check_id};
 pub use crate::id::{NODE_ID_MAX_LEN, TAG_ID_MAX_LEN};
 use reader::Reader;
 use writer::Writer;
-pub use writer::{DatagramWriter, Encoded};
+pub use writer::{DatagramWriter, Encoded, SealPrefix};
 
 /// The two bytes every a3m datagram starts with.
 pub const MAGIC: [u8; 2] = [0xA3, 0x4D];
@@ -104,13 +152,31 @@ pub const MAX_RECORDS: usize = 4096;
 pub const MAX_ACK_RANGES: usize = 64;
 /// Largest datagram a3m sends or accepts (the largest UDP payload over IPv4).
 pub const MAX_DATAGRAM_LEN: usize = 65_507;
-/// Flag bits defined by this version (none yet).
-const KNOWN_FLAGS: u8 = 0;
+/// Header flag: the datagram is sealed (see [Sealed datagrams](self#sealed-datagrams)).
+pub const FLAG_SEALED: u8 = 0x01;
+/// Flag bits defined by this version.
+const KNOWN_FLAGS: u8 = FLAG_SEALED;
+/// Bytes between a sealed datagram's header and its encrypted records: algorithm, key id,
+/// epoch and counter.
+pub const SEAL_PREFIX_LEN: usize = 18;
+/// Bytes of the AEAD tag at the end of a sealed datagram.
+pub const SEAL_TAG_LEN: usize = 16;
+/// Bytes sealing adds to a datagram: [`SEAL_PREFIX_LEN`] + [`SEAL_TAG_LEN`].
+pub const SEAL_OVERHEAD: usize = SEAL_PREFIX_LEN + SEAL_TAG_LEN;
+/// `SEAL_MISMATCH` reason: the sender has no key and refuses sealed datagrams.
+pub const SEAL_MISMATCH_NO_KEY: u8 = 1;
+/// `SEAL_MISMATCH` reason: the sender has a key and refuses plaintext datagrams.
+pub const SEAL_MISMATCH_KEY_REQUIRED: u8 = 2;
+/// Bytes of a `PATH_CHALLENGE` or `PATH_RESPONSE` record's data.
+pub const PATH_DATA_LEN: usize = 8;
 
 const KIND_REQSLOTS: u8 = 0x01;
 const KIND_SLOTS: u8 = 0x02;
 const KIND_TOKEN: u8 = 0x03;
 const KIND_ACK: u8 = 0x04;
+const KIND_PATH_CHALLENGE: u8 = 0x05;
+const KIND_PATH_RESPONSE: u8 = 0x06;
+const KIND_SEAL_MISMATCH: u8 = 0x07;
 
 /// Why a byte string is not a valid datagram or message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +213,9 @@ pub enum DecodeError {
     TrailingBytes,
     /// The datagram is longer than [`MAX_DATAGRAM_LEN`].
     TooLong,
+    /// The datagram is sealed: open it ([`decode_sealed`], then [`decode_records`] over the
+    /// decrypted records) instead of decoding it as plaintext.
+    Sealed,
 }
 
 impl fmt::Display for DecodeError {
@@ -172,6 +241,7 @@ impl fmt::Display for DecodeError {
             DecodeError::BadValue => f.write_str("field value out of range"),
             DecodeError::TrailingBytes => f.write_str("trailing bytes after message"),
             DecodeError::TooLong => write!(f, "datagram longer than {MAX_DATAGRAM_LEN} bytes"),
+            DecodeError::Sealed => f.write_str("sealed datagram: open it before decoding"),
         }
     }
 }
@@ -211,7 +281,7 @@ pub struct Header<'a> {
     pub src: &'a str,
     /// The node the datagram is for.
     pub dst: &'a str,
-    /// Flag bits; must be 0 in version 1.
+    /// Flag bits: 0, or [`FLAG_SEALED`] for a sealed datagram.
     pub flags: u8,
 }
 
@@ -390,6 +460,14 @@ pub enum Record<'a> {
     Token(Token<'a>),
     /// Acknowledge delivered slots.
     Ack(Ack<'a>),
+    /// Ask the peer to echo these bytes: proves that it receives at the address this was
+    /// sent to.
+    PathChallenge([u8; PATH_DATA_LEN]),
+    /// The bytes of a `PATH_CHALLENGE`, echoed.
+    PathResponse([u8; PATH_DATA_LEN]),
+    /// The sender refuses our datagrams for a sealing mismatch; the byte says which
+    /// ([`SEAL_MISMATCH_NO_KEY`], [`SEAL_MISMATCH_KEY_REQUIRED`], others reserved).
+    SealMismatch(u8),
 }
 
 impl Record<'_> {
@@ -413,6 +491,8 @@ impl Record<'_> {
                     + t.payload.len()
             }
             Record::Ack(a) => a.encoded_len()?,
+            Record::PathChallenge(_) | Record::PathResponse(_) => PATH_DATA_LEN,
+            Record::SealMismatch(_) => 1,
         })
     }
 
@@ -439,6 +519,18 @@ impl Record<'_> {
                 w.bytes(t.payload);
             }
             Record::Ack(a) => a.write(w),
+            Record::PathChallenge(data) => {
+                w.u8(KIND_PATH_CHALLENGE);
+                w.bytes(data);
+            }
+            Record::PathResponse(data) => {
+                w.u8(KIND_PATH_RESPONSE);
+                w.bytes(data);
+            }
+            Record::SealMismatch(reason) => {
+                w.u8(KIND_SEAL_MISMATCH);
+                w.u8(*reason);
+            }
         }
     }
 }
@@ -515,8 +607,19 @@ impl<'a> Datagram<'a> {
     }
 }
 
-/// Decodes and validates a datagram. Any input gives a value or an error, never a panic.
+/// Decodes and validates a plaintext datagram. Any input gives a value or an error, never a
+/// panic; a sealed datagram gives [`DecodeError::Sealed`].
 pub fn decode_datagram(input: &[u8]) -> Result<Datagram<'_>, DecodeError> {
+    let (header, len) = decode_header(input)?;
+    if header.flags & FLAG_SEALED != 0 {
+        return Err(DecodeError::Sealed);
+    }
+    decode_records(header, &input[len..])
+}
+
+/// Decodes and validates the header of a datagram (plaintext or sealed); returns it and its
+/// length in bytes.
+pub fn decode_header(input: &[u8]) -> Result<(Header<'_>, usize), DecodeError> {
     if input.len() > MAX_DATAGRAM_LEN {
         return Err(DecodeError::TooLong);
     }
@@ -534,7 +637,15 @@ pub fn decode_datagram(input: &[u8]) -> Result<Datagram<'_>, DecodeError> {
         return Err(DecodeError::UnknownFlags(flags));
     }
     let (src, dst) = r.id_pair(NODE_ID_MAX_LEN)?;
-    let records = r.rest();
+    Ok((Header { src, dst, flags }, r.position()))
+}
+
+/// Validates `records` (the bytes after a plaintext header, or the decrypted records of a
+/// sealed datagram) and pairs them with `header`.
+pub fn decode_records<'a>(
+    header: Header<'a>,
+    records: &'a [u8],
+) -> Result<Datagram<'a>, DecodeError> {
     let mut rr = Reader::new(records);
     let mut record_count = 0;
     while !rr.is_empty() {
@@ -547,7 +658,62 @@ pub fn decode_datagram(input: &[u8]) -> Result<Datagram<'_>, DecodeError> {
     if record_count == 0 {
         return Err(DecodeError::NoRecords);
     }
-    Ok(Datagram { header: Header { src, dst, flags }, record_count, records })
+    Ok(Datagram { header, record_count, records })
+}
+
+/// The parts of a sealed datagram, before it is opened (see
+/// [Sealed datagrams](self#sealed-datagrams)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealedDatagram<'a> {
+    /// The header (its flags have [`FLAG_SEALED`]).
+    pub header: Header<'a>,
+    /// The AEAD algorithm id.
+    pub aead: u8,
+    /// The key id.
+    pub key_id: u8,
+    /// The sender's epoch.
+    pub epoch: u64,
+    /// The sender's counter: the nonce.
+    pub counter: u64,
+    /// Bytes of associated data: the header and the seal prefix, before the ciphertext.
+    pub aad_len: usize,
+    /// The encrypted records.
+    pub ciphertext: &'a [u8],
+    /// The AEAD tag.
+    pub tag: [u8; SEAL_TAG_LEN],
+}
+
+/// Splits a sealed datagram into its parts, checking only its framing (nothing is
+/// authenticated yet). Fails with [`DecodeError::Truncated`] if there is no room for at least
+/// one byte of records and the tag.
+pub fn decode_sealed(input: &[u8]) -> Result<SealedDatagram<'_>, DecodeError> {
+    let (header, len) = decode_header(input)?;
+    if header.flags & FLAG_SEALED == 0 {
+        return Err(DecodeError::BadValue);
+    }
+    let mut r = Reader::new(&input[len..]);
+    let aead = r.u8()?;
+    let key_id = r.u8()?;
+    let epoch = r.bytes(8)?;
+    let counter = r.bytes(8)?;
+    let rest = r.rest();
+    if rest.len() <= SEAL_TAG_LEN {
+        return Err(DecodeError::Truncated);
+    }
+    let (ciphertext, tag) = rest.split_at(rest.len() - SEAL_TAG_LEN);
+    let mut tag_bytes = [0u8; SEAL_TAG_LEN];
+    tag_bytes.copy_from_slice(tag);
+    let be = |b: &[u8]| b.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x));
+    Ok(SealedDatagram {
+        header,
+        aead,
+        key_id,
+        epoch: be(epoch),
+        counter: be(counter),
+        aad_len: len + SEAL_PREFIX_LEN,
+        ciphertext,
+        tag: tag_bytes,
+    })
 }
 
 fn read_range(r: &mut Reader<'_>, prev_end: u64) -> Result<SlotRange, DecodeError> {
@@ -581,6 +747,16 @@ fn read_record<'a>(r: &mut Reader<'a>) -> Result<Record<'a>, DecodeError> {
             Record::Token(Token { slot, incarnation, payload })
         }
         KIND_ACK => read_ack(r)?,
+        KIND_PATH_CHALLENGE | KIND_PATH_RESPONSE => {
+            let mut data = [0u8; PATH_DATA_LEN];
+            data.copy_from_slice(r.bytes(PATH_DATA_LEN)?);
+            if kind == KIND_PATH_CHALLENGE {
+                Record::PathChallenge(data)
+            } else {
+                Record::PathResponse(data)
+            }
+        }
+        KIND_SEAL_MISMATCH => Record::SealMismatch(r.u8()?),
         other => return Err(DecodeError::UnknownRecordKind(other)),
     })
 }

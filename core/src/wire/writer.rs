@@ -1,6 +1,9 @@
 //! Writing datagrams into caller buffers.
 
-use super::{EncodeError, Header, MAGIC, MAX_RECORDS, Record, VERSION, check_node_id};
+use super::{
+    EncodeError, FLAG_SEALED, Header, MAGIC, MAX_RECORDS, Record, SEAL_OVERHEAD, SEAL_TAG_LEN,
+    VERSION, check_node_id,
+};
 
 /// A cursor that writes into a buffer; callers check room first.
 pub(crate) struct Writer<'b> {
@@ -96,14 +99,55 @@ pub struct DatagramWriter<'b> {
     records: usize,
 }
 
+/// The seal prefix of a sealed datagram (see [Sealed datagrams](super#sealed-datagrams)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealPrefix {
+    /// AEAD algorithm id.
+    pub aead: u8,
+    /// Key id.
+    pub key_id: u8,
+    /// The sender's epoch.
+    pub epoch: u64,
+    /// The sender's counter (the nonce).
+    pub counter: u64,
+}
+
 impl<'b> DatagramWriter<'b> {
-    /// Writes `header` at the start of `buf`.
+    /// Writes `header` (flags 0: a plaintext datagram) at the start of `buf`.
     pub fn new(buf: &'b mut [u8], header: &Header<'_>) -> Result<Self, EncodeError> {
-        check_node_id(header.src)?;
-        check_node_id(header.dst)?;
         if header.flags != 0 {
             return Err(EncodeError::BadValue);
         }
+        Self::start(buf, header)
+    }
+
+    /// Writes the header of a sealed datagram (`header`'s flags must be [`FLAG_SEALED`]) and
+    /// `prefix` at the start of `buf`, and keeps the last [`SEAL_TAG_LEN`] bytes of `buf`
+    /// free for the tag. The records written are plaintext until sealed by
+    /// [`crate::seal`]; they start at `header.encoded_len() + SEAL_PREFIX_LEN`.
+    pub fn new_sealed(
+        buf: &'b mut [u8],
+        header: &Header<'_>,
+        prefix: &SealPrefix,
+    ) -> Result<Self, EncodeError> {
+        if header.flags != FLAG_SEALED {
+            return Err(EncodeError::BadValue);
+        }
+        if buf.len() < header.encoded_len() + SEAL_OVERHEAD {
+            return Err(EncodeError::BufferTooSmall);
+        }
+        let end = buf.len() - SEAL_TAG_LEN;
+        let mut this = Self::start(&mut buf[..end], header)?;
+        this.w.u8(prefix.aead);
+        this.w.u8(prefix.key_id);
+        this.w.bytes(&prefix.epoch.to_be_bytes());
+        this.w.bytes(&prefix.counter.to_be_bytes());
+        Ok(this)
+    }
+
+    fn start(buf: &'b mut [u8], header: &Header<'_>) -> Result<Self, EncodeError> {
+        check_node_id(header.src)?;
+        check_node_id(header.dst)?;
         if buf.len() < header.encoded_len() {
             return Err(EncodeError::BufferTooSmall);
         }

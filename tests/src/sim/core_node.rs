@@ -170,6 +170,13 @@ impl SimNode for Node {
                                 ranges.join(",")
                             ));
                         }
+                        Record::PathChallenge(d) => {
+                            text.push_str(&format!(" PATH_CHALLENGE[{d:02x?}]"))
+                        }
+                        Record::PathResponse(d) => {
+                            text.push_str(&format!(" PATH_RESPONSE[{d:02x?}]"))
+                        }
+                        Record::SealMismatch(r) => text.push_str(&format!(" SEAL_MISMATCH[{r}]")),
                         Record::Token(_) => {}
                     }
                 }

@@ -30,6 +30,7 @@
 //! assert!(report.ok(), "{report}");
 //! ```
 
+pub mod attacker;
 pub mod campaign;
 pub mod checker;
 mod core_node;
