@@ -24,7 +24,8 @@
 //!
 //! Options: `--spin` (microseconds a node polls before sleeping, default 50; 0: never),
 //! `--datagram` (largest UDP datagram, default 65507), `--timeout` (seconds to wait
-//! for the links and for each message, default 30).
+//! for the links and for each message, default 30), `--key-file PATH` (seal every datagram
+//! with the pre-shared key in that file; both sides need it).
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -35,8 +36,11 @@ use std::time::{Duration, Instant};
 use a3m::{Node, NodeBuilder};
 use a3m_examples::{Args, fail};
 
+#[path = "keyopt.rs"]
+mod keyopt;
+
 const USAGE: &str = "usage: rpc server|client ADDR SIZE CLIENTS COUNT [--pattern reqrep|router] \
-     [--datagram N] [--timeout S] [--spin US]";
+     [--datagram N] [--timeout S] [--spin US] [--key-file PATH]";
 
 /// Which sockets carry the round trips.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -61,7 +65,7 @@ struct Run {
 
 fn main() {
     let args = Args::from_env();
-    args.reject_unknown(&["datagram", "timeout", "spin", "pattern"]);
+    args.reject_unknown(&["datagram", "timeout", "spin", "pattern", keyopt::KEY_FILE]);
     let p = &args.positional;
     if p.len() != 5 {
         fail(USAGE);
@@ -95,16 +99,17 @@ fn main() {
             other => fail(&format!("--pattern: reqrep or router, not {other:?}")),
         },
     };
+    let builder = |id: &str| keyopt::with_key_file(NodeBuilder::new(id), &args);
     match p[0].as_str() {
-        "server" => server(&run),
-        "client" => client(&run),
+        "server" => server(&run, builder("server")),
+        "client" => client(&run, builder("client")),
         _ => fail(USAGE),
     }
 }
 
 /// Answers every request with itself, from one thread.
-fn server(run: &Run) {
-    let node = NodeBuilder::new("server")
+fn server(run: &Run, builder: NodeBuilder) {
+    let node = builder
         .bind(run.addr)
         .max_datagram(run.datagram)
         .spin(run.spin)
@@ -147,8 +152,8 @@ fn server(run: &Run) {
 }
 
 /// Runs the client threads and prints the aggregate rate.
-fn client(run: &Run) {
-    let node = NodeBuilder::new("client")
+fn client(run: &Run, builder: NodeBuilder) {
+    let node = builder
         .peer("server", run.addr)
         .max_datagram(run.datagram)
         .spin(run.spin)
@@ -197,8 +202,10 @@ fn client_thread(node: &Node, run: &Run, i: usize, ready: &Barrier) {
         Pattern::ReqRep => {
             let req = node.req(&tag).unwrap_or_else(|e| fail(&format!("req socket: {e}")));
             req.link("server/rpc").unwrap_or_else(|e| fail(&format!("link: {e}")));
-            req.wait_for_link(Some(run.timeout))
-                .unwrap_or_else(|e| fail(&format!("link server/rpc at {}: {e}", run.addr)));
+            req.wait_for_link(Some(run.timeout)).unwrap_or_else(|e| {
+                let why = keyopt::refusal(node);
+                fail(&format!("link server/rpc at {}: {e}{why}", run.addr))
+            });
             let mut round_trip = |n: u64| {
                 message[2..10].copy_from_slice(&n.to_le_bytes());
                 let reply = req
