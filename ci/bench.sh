@@ -57,6 +57,7 @@
 #   BENCH_PUBSUB_SIZE [100]        pub/sub message size
 #   BENCH_TIMEOUT [60]         seconds one program may run before it is killed
 #   BENCH_PORT [17000]         first loopback port; each run takes the next one
+#   BENCH_SEALED [1]           0: skip the sealed cases (ci/bench-sealed.sh, run at the end)
 #   BENCH_A3M_BIN              a directory holding prebuilt a3m perf programs (no build);
 #                              its rpc counts as taking --pattern if the binary holds that
 #                              text, and pubsub is optional
@@ -424,3 +425,11 @@ for subs in $subscribers_list; do
     echo "lost pubsub subscribers=$subs a3m=$a zmq=$(pubsub_median "$subs" zmq lost)" \
         "nng=$(pubsub_median "$subs" nng lost)"
 done
+
+# ---- Sealed (issue 15): a3m with keys on and off beside ZeroMQ CURVE -----------------------
+# Its own script (ci/bench-sealed.sh, same conventions); BENCH_SEALED=0 skips it. It prints
+# `ratio sealed size=S a3m_over_zmq_curve=R` and `ratio sealed_over_plain ...` lines.
+if [ "${BENCH_SEALED:-1}" != 0 ]; then
+    echo
+    BENCH_PORT=$((port + 1000)) bash ci/bench-sealed.sh
+fi
