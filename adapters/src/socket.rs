@@ -760,13 +760,17 @@ impl Socket {
             Ok(())
         })?;
         let deadline = std::time::Instant::now() + timeout;
-        let mut report =
+        let closed = || Ok(self.cell.report.lock().unwrap_or_default());
+        let waited =
             self.block(WaitMode::Shared, Events::HUP.bits(), Some(timeout + CLOSE_GRACE), || {
-                self.cell
-                    .source
-                    .is_closed()
-                    .then(|| Ok(self.cell.report.lock().unwrap_or_default()))
-            })?;
+                self.cell.source.is_closed().then(closed)
+            });
+        let mut report = match waited {
+            // The socket finished closing while this thread went to sleep: the wait queue
+            // closed with it. That is the success waited for, not an error.
+            Err(Error::Closed) if self.cell.source.is_closed() => closed(),
+            other => other,
+        }?;
         // Messages taken ahead count as received for the links: other threads may still
         // take them until the timeout; what is left then is dropped and reported.
         while !self.cell.ahead.lock().queue.is_empty() && std::time::Instant::now() < deadline {
