@@ -77,8 +77,10 @@
 //!
 //! A link being made is listed by [`Socket::links`] with its attempts and the reason the
 //! last one failed, and every failed attempt is a [`LinkEvent::AttemptFailed`]: no answer
-//! from the address (reported after the first retry interval), an unknown socket at the
-//! peer, an incompatible protocol, or another refusal with the peer's reason.
+//! from the address (reported after the first retry interval), no answer because the two
+//! nodes disagree on sealing ([`LinkFailure::SealingMismatch`]: one has a key, the other
+//! not), an unknown socket at the peer, an incompatible protocol, or another refusal with the
+//! peer's reason.
 #![forbid(unsafe_code)]
 
 mod error;

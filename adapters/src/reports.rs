@@ -6,8 +6,9 @@
 
 use std::fmt;
 
-use a3m_core::id::SocketId;
+use a3m_core::id::{NodeId, SocketId};
 use a3m_core::link::{AttemptFailure, Refusal, RefusalCode};
+use a3m_core::node::Refusal as SealRefusal;
 
 use crate::error::Error;
 
@@ -91,12 +92,26 @@ pub enum LinkFailure {
         /// The peer's reason, in words.
         reason: String,
     },
+    /// No answer, and the peer's node and this one disagree on sealing (one has a key, the
+    /// other none or another one): the text says which. Retried, since a key may be fixed
+    /// meanwhile; the reason comes from datagrams that are not authenticated, so it is
+    /// advice for whoever reads it, and never ends the link by itself.
+    SealingMismatch(String),
 }
 
 impl LinkFailure {
-    pub(crate) fn from_core(failure: AttemptFailure) -> Self {
+    /// The failure of an attempt at a link with a socket of `peer`, given the last datagram
+    /// the node refused for a sealing mismatch (if any).
+    pub(crate) fn from_core(
+        failure: AttemptFailure,
+        peer: &NodeId,
+        sealing: Option<&SealRefusal>,
+    ) -> Self {
         match failure {
-            AttemptFailure::NoAnswer => LinkFailure::NoAnswer,
+            AttemptFailure::NoAnswer => match sealing.filter(|r| r.peer == *peer) {
+                Some(r) => LinkFailure::SealingMismatch(r.to_string()),
+                None => LinkFailure::NoAnswer,
+            },
             AttemptFailure::Refused(r) => match r.code {
                 RefusalCode::NotFound => LinkFailure::UnknownSocket,
                 RefusalCode::Incompatible => LinkFailure::IncompatibleProtocol(r.reason),
@@ -113,6 +128,7 @@ impl fmt::Display for LinkFailure {
             LinkFailure::UnknownSocket => f.write_str("no such socket at the peer"),
             LinkFailure::IncompatibleProtocol(why) => write!(f, "incompatible protocol: {why}"),
             LinkFailure::Refused { code, reason } => write!(f, "refused ({code:?}): {reason}"),
+            LinkFailure::SealingMismatch(why) => write!(f, "no answer: sealing mismatch: {why}"),
         }
     }
 }

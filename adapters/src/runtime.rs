@@ -550,7 +550,8 @@ impl State {
                     self.push_event(socket, event);
                 }
                 SocketEvent::LinkAttemptFailed { socket, peer, attempt, failure, .. } => {
-                    let failure = LinkFailure::from_core(failure);
+                    let failure =
+                        LinkFailure::from_core(failure, &peer.node, self.core.last_refusal());
                     self.push_event(socket, LinkEvent::AttemptFailed { peer, attempt, failure });
                 }
                 SocketEvent::LinkClosed { socket, peer, established, .. } => {

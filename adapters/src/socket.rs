@@ -370,8 +370,15 @@ impl Socket {
             .links(key)
             .filter_map(|link| {
                 let status = state.layer.link_status(key, link)?;
+                let peer = state.layer.link_peer(key, link)?.clone();
+                let sealing = state.core.last_refusal();
                 Some(LinkInfo {
-                    peer: state.layer.link_peer(key, link)?.clone(),
+                    last_failure: state
+                        .layer
+                        .link_failure(key, link)
+                        .cloned()
+                        .map(|f| LinkFailure::from_core(f, &peer.node, sealing)),
+                    peer,
                     phase: status.phase,
                     credits: status.credits,
                     capacity: status.capacity,
@@ -379,11 +386,6 @@ impl Socket {
                     sent: status.sent,
                     taken: status.taken,
                     attempts: status.attempts,
-                    last_failure: state
-                        .layer
-                        .link_failure(key, link)
-                        .cloned()
-                        .map(LinkFailure::from_core),
                 })
             })
             .collect()

@@ -143,3 +143,31 @@ fn a_sealed_peer_that_moves_is_followed_after_a_path_challenge() {
     assert!(stats.path_validated >= 1, "{stats:?}");
     assert!(stats.address_changes >= 1, "{stats:?}");
 }
+
+#[test]
+fn a_link_across_a_sealing_mismatch_says_why_it_does_not_come_up() {
+    let b = sealed("B", Some(KEY)).start().unwrap();
+    let a = sealed("A", None).peer("B", b.local_addr()).start().unwrap();
+    let _sink = b.pull("sink").unwrap();
+    let source = a.push("source").unwrap();
+    source.link("B/sink").unwrap();
+    // The link keeps being retried (the reason is advice, from unauthenticated datagrams),
+    // and every failed attempt names the mismatch instead of a bare "no answer".
+    let mismatch = |f: &a3m::LinkFailure| matches!(f, a3m::LinkFailure::SealingMismatch(_));
+    wait_until("the link's last failure to name the mismatch", || {
+        source.links().iter().any(|l| l.last_failure.as_ref().is_some_and(mismatch))
+    });
+    let failure = source.links()[0].last_failure.clone().unwrap();
+    assert!(failure.to_string().contains("key"), "{failure}");
+    assert!(matches!(
+        source.wait_for_link(Some(Duration::from_millis(200))),
+        Err(a3m::Error::Timeout)
+    ));
+    let events = source.events();
+    assert!(
+        events.iter().any(
+            |e| matches!(e, a3m::LinkEvent::AttemptFailed { failure, .. } if mismatch(failure))
+        ),
+        "{events:?}"
+    );
+}
