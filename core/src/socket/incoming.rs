@@ -72,7 +72,7 @@ impl SocketLayer {
         self.shared.stats.messages_in += 1;
         let data = matches!(msg.body, Body::Data { .. } | Body::DataMore { .. });
         if data
-            && let Some(i) = self.shared.routes.find(|r| r.matches(from, msg))
+            && let Some((i, ())) = self.shared.routes.find(|r| r.matches(from, msg).then_some(()))
             && let Some(route) = self.shared.routes.get(i)
         {
             let (key, link) = (route.key, route.link);
@@ -112,18 +112,14 @@ impl SocketLayer {
     ) -> Result<(), DecodeError> {
         // The DATA of a recent stream: its header is the cached prefix, so neither tag needs
         // decoding (nor UTF-8 checking) again.
-        if let Some(i) = self.shared.routes.find(|r| r.tail(from, bytes).is_some())
-            && let Some(route) = self.shared.routes.get(i)
-            && let Some(rest) = route.tail(from, bytes)
+        if let Some((i, rest)) = self.shared.routes.find(|r| r.tail(from, bytes))
             && let Some((seq, payload)) = message::decode_data_tail(rest)
         {
             self.handle_routed(i, &Body::Data { seq, payload });
             return Ok(());
         }
         // A fragment of such a stream (its kind differs in one bit).
-        if let Some(i) = self.shared.routes.find(|r| r.fragment(from, bytes).is_some())
-            && let Some(body) = self.shared.routes.get(i).and_then(|r| r.fragment(from, bytes))
-        {
+        if let Some((i, body)) = self.shared.routes.find(|r| r.fragment(from, bytes)) {
             self.handle_routed(i, &body);
             return Ok(());
         }

@@ -51,22 +51,21 @@ impl RouteCaches {
         self.victim = (self.victim + 1) % ROUTE_CACHE_ENTRIES;
     }
 
-    /// The index of the first route `hit` accepts: the last matched one first, then the one
-    /// after it (streams that take turns, such as a publisher's subscribers, were inserted in
-    /// the order they take them), then all.
+    /// The index of the first route `hit` accepts and what it made of it: the last matched
+    /// route first, then the one after it (streams that take turns, such as a publisher's
+    /// subscribers, were inserted in the order they take them), then all.
     #[inline]
-    pub(super) fn find(&mut self, mut hit: impl FnMut(&RouteCache) -> bool) -> Option<usize> {
-        if self.get(self.last).is_some_and(&mut hit) {
-            return Some(self.last);
-        }
+    pub(super) fn find<T>(
+        &mut self,
+        mut hit: impl FnMut(&RouteCache) -> Option<T>,
+    ) -> Option<(usize, T)> {
         let next = (self.last + 1) % ROUTE_CACHE_ENTRIES;
-        if self.get(next).is_some_and(&mut hit) {
-            self.last = next;
-            return Some(next);
-        }
-        let i = self.entries.iter().position(|r| r.as_ref().is_some_and(&mut hit))?;
-        self.last = i;
-        Some(i)
+        let found =
+            [self.last, next].into_iter().find_map(|i| Some((i, hit(self.get(i)?)?))).or_else(
+                || self.entries.iter().enumerate().find_map(|(i, r)| Some((i, hit(r.as_ref()?)?))),
+            )?;
+        self.last = found.0;
+        Some(found)
     }
 }
 

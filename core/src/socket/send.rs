@@ -5,7 +5,7 @@ use alloc::collections::BTreeMap;
 use core::ops::Bound;
 
 use crate::id::{LinkIncarnation, TagId};
-use crate::link::{Link, LinkPhase};
+use crate::link::{Link, LinkPhase, LinkSink};
 use crate::wire::{self, message, message::FanoutDestination};
 
 use super::shared::Sink;
@@ -191,6 +191,7 @@ fn send_fanned_out(
         }
         let Some(&(last, _)) = claimed.last() else { return };
         after = Some(last);
+        let tag_id = tag;
         let tag = tag.as_str();
         // Bit k set: claimed[k] is in a message already.
         let mut done: u32 = 0;
@@ -219,20 +220,18 @@ fn send_fanned_out(
                 let _ = destinations.push(d);
                 done |= 1 << k;
             }
-            let sent = match destinations.as_slice() {
+            let many = match destinations.as_slice() {
                 [] => continue,
                 [one] => {
-                    let msg = message::Message {
-                        src_tag: tag,
-                        dst_tag: one.dst_tag,
-                        link: one.link,
-                        body: message::Body::Data { seq: one.seq, payload },
-                    };
-                    shared.out.push(node, &msg)
+                    // A plain DATA, the way every other one goes.
+                    let peer = first.peer_id();
+                    let body = message::Body::Data { seq: one.seq, payload };
+                    Sink { tag: tag_id, shared }.send(peer, one.link, body);
+                    continue;
                 }
-                many => shared.out.push_fanout(node, tag, many, payload),
+                many => many,
             };
-            if sent {
+            if shared.out.push_fanout(node, tag, many, payload) {
                 shared.stats.messages_out += 1;
             } else {
                 shared.stats.encode_failures += 1;
