@@ -21,8 +21,14 @@ use parking_lot::MutexGuard;
 use crate::runtime::{Shared, State};
 use crate::spin::spin;
 
-/// Datagrams moved per `recvmmsg`/`sendmmsg` call (the platform's maximum).
+/// Datagrams moved per `sendmmsg` call (the platform's maximum).
 const BATCH: usize = 64;
+/// Datagrams taken per `recvmmsg` call. Each slot holds 64 KiB (a GRO buffer), so 16
+/// slots still take up to 1 MiB per call, and stream throughput measured the same as with
+/// 64 (5.86 vs 5.78 M msgs/s of 100 B, pinned, medians of 5). Fewer slots bound the pages
+/// a flood of small datagrams can fault in: with 64 a million forgeries grew a receiver's
+/// peak RSS by 5–6 % (one page per slot never touched by the stream); with 16, by ±3 %.
+const RECV_BATCH: usize = 16;
 /// Bytes of datagrams the reader encodes, or handles, per hold of the node lock.
 const HOLD_BYTES: usize = 64 * 1024;
 
@@ -61,7 +67,7 @@ impl Reader {
             reactor,
             socket,
             events: Events::with_capacity(16),
-            recv: RecvBatch::new(BATCH, 65_536),
+            recv: RecvBatch::new(RECV_BATCH, 65_536),
             send: SendBatch::new(BATCH, max),
             watching_writable: false,
             netwatch,

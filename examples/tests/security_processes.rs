@@ -50,33 +50,31 @@ fn hijack_by_replay_and_forgery_plaintext() {
     assert_eq!(r.attacker_victim_traffic, 0, "the victim's traffic went to the attacker");
 }
 
-/// Bytes of the receiver's receive batch that a flood of small datagrams touches and a stream
-/// may not: one page of each of its 64 slots (its 64 × 64 KiB buffer is allocated at start
-/// and faulted in as slots fill; fixed, bounded, and not state made for an attacker).
-const BATCH_PAGES_KB: u64 = 64 * 4;
-
 #[test]
 fn flood_of_forgeries_sealed() {
-    let baseline = stream_case(true, None);
+    // Two runs without a flood: one run's peak RSS varies by a few percent on its own.
+    let baselines = [stream_case(true, None), stream_case(true, None)];
+    let baseline = baselines.iter().map(|r| r.peak_rss_kb).sum::<u64>() / 2;
     let warm = stream_case(true, Some(WARM));
     let flooded = stream_case(true, Some(FLOOD));
     let growth = |over: u64| flooded.peak_rss_kb as f64 / over as f64 - 1.0;
     eprintln!(
-        "flood sealed: pull peak RSS {} kB without a flood, {} kB with {WARM} forgeries, {} kB \
-         with {FLOOD} ({:+.1} % over none, {:+.1} % over {WARM}); new peer exchanged during \
-         the flood: {}",
-        baseline.peak_rss_kb,
+        "flood sealed: pull peak RSS {} kB without a flood (mean of {} and {}), {} kB with \
+         {WARM} forgeries, {} kB with {FLOOD} ({:+.1} % over none, {:+.1} % over {WARM}); new \
+         peer exchanged during the flood: {}",
+        baseline,
+        baselines[0].peak_rss_kb,
+        baselines[1].peak_rss_kb,
         warm.peak_rss_kb,
         flooded.peak_rss_kb,
-        growth(baseline.peak_rss_kb) * 100.0,
+        growth(baseline) * 100.0,
         growth(warm.peak_rss_kb) * 100.0,
         flooded.newcomer_ok
     );
     // Flat: a million forgeries take no more than a few thousand.
     assert!(growth(warm.peak_rss_kb) < 0.05, "peak RSS grew with the size of the flood");
-    // Over no flood at all: less than 5 % beyond the receive batch's pages.
-    let allowed = (baseline.peak_rss_kb + BATCH_PAGES_KB) as f64 * 1.05;
-    assert!((flooded.peak_rss_kb as f64) < allowed, "peak RSS grew under the flood");
+    // Less than 5 % over no flood at all.
+    assert!(growth(baseline) < 0.05, "peak RSS grew under the flood");
     assert!(flooded.newcomer_ok, "a legitimate new peer could not exchange during the flood");
 }
 
@@ -527,22 +525,20 @@ fn examples_dir() -> &'static Path {
         let profile_dir =
             exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf();
         let dir = profile_dir.join("examples");
-        let names = ["push", "pull"];
-        if names.iter().any(|n| !dir.join(format!("{n}{}", std::env::consts::EXE_SUFFIX)).exists())
-        {
-            let profile = profile_dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let mut command = Command::new(cargo);
-            command
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .args(["build", "-p", "a3m-examples", "--example", "push", "--example", "pull"])
-                .arg("--target-dir")
-                .arg(profile_dir.parent().expect("target"));
-            if profile == "release" {
-                command.arg("--release");
-            }
-            assert!(command.status().is_ok_and(|s| s.success()), "building push and pull");
+        // Always through cargo (a no-op when they are fresh): a test run filtered with
+        // `--test` builds no examples, and stale ones would be tested silently.
+        let profile = profile_dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut command = Command::new(cargo);
+        command
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["build", "-p", "a3m-examples", "--example", "push", "--example", "pull"])
+            .arg("--target-dir")
+            .arg(profile_dir.parent().expect("target"));
+        if profile == "release" {
+            command.arg("--release");
         }
+        assert!(command.status().is_ok_and(|s| s.success()), "building push and pull");
         dir
     })
 }
