@@ -15,7 +15,8 @@
 //!
 //! It then waits for the end of the stream (the pusher unlinked) so that the pusher's close
 //! completes. `--key-file PATH` seals the node's datagrams with that pre-shared key (both
-//! sides need it). Options: `--spin` (microseconds the node polls before sleeping, default 50; 0:
+//! sides need it); `--stats` prints the node's counters (datagrams, acknowledgements,
+//! retransmissions, drops) on standard error at the end. Options: `--spin` (microseconds the node polls before sleeping, default 50; 0:
 //! never), `--capacity` (messages the link may have waiting here, default 1000,
 //! as libzmq's high-water mark), `--datagram` (largest UDP datagram, default 65507),
 //! `--timeout` (seconds to wait for the link or a message, default 30).
@@ -32,7 +33,7 @@ mod keyopt;
 
 fn main() {
     let args = Args::from_env();
-    args.reject_unknown(&["capacity", "datagram", "timeout", "spin", keyopt::KEY_FILE]);
+    args.reject_unknown(&["capacity", "datagram", "timeout", "spin", "stats", keyopt::KEY_FILE]);
     let (addr, size, count) = positional(&args);
     let capacity: u32 = args.get_or("capacity", 1000);
     let datagram: usize = args.get_or("datagram", 65_507);
@@ -81,12 +82,15 @@ fn main() {
         Ok(_) => fail(&format!("more than {count} messages arrived")),
         Err(e) => fail(&format!("waiting for the end of the stream: {e}")),
     }
+    if args.has("stats") {
+        eprintln!("{:#?}", node.stats());
+    }
     node.close(timeout).unwrap_or_else(|e| fail(&format!("close: {e}")));
 }
 
 /// `ADDR SIZE COUNT`, or exits with the usage.
 fn positional(args: &Args) -> (SocketAddr, usize, u64) {
-    const USAGE: &str = "usage: local_thr ADDR SIZE COUNT [--capacity N] [--datagram N] [--timeout S] [--spin US] [--key-file PATH]";
+    const USAGE: &str = "usage: local_thr ADDR SIZE COUNT [--capacity N] [--datagram N] [--timeout S] [--spin US] [--key-file PATH] [--stats]";
     if args.positional.len() != 3 {
         fail(USAGE);
     }

@@ -9,7 +9,8 @@
 //! at `ADDR` (retrying until `local_thr` is up), sends `COUNT` messages of `SIZE` bytes and
 //! closes the socket, which waits until every message has been received. Prints nothing on
 //! success. `--key-file PATH` seals the node's datagrams with that pre-shared key (both
-//! sides need it). Options: `--spin` (microseconds the node polls before sleeping, default 50; 0:
+//! sides need it); `--stats` prints the node's counters on standard error at the end.
+//! Options: `--spin` (microseconds the node polls before sleeping, default 50; 0:
 //! never), `--datagram` (largest UDP datagram, default 65507), `--timeout` (seconds
 //! to wait for the link and for the close, default 30).
 
@@ -25,7 +26,7 @@ mod keyopt;
 
 fn main() {
     let args = Args::from_env();
-    args.reject_unknown(&["datagram", "timeout", "spin", keyopt::KEY_FILE]);
+    args.reject_unknown(&["datagram", "timeout", "spin", "stats", keyopt::KEY_FILE]);
     let (addr, size, count) = positional(&args);
     let datagram: usize = args.get_or("datagram", 65_507);
     let timeout = Duration::from_secs(args.get_or("timeout", 30));
@@ -58,6 +59,9 @@ fn main() {
     if report.aborted_links > 0 {
         fail(&format!("the link did not finish unlinking within {timeout:?}"));
     }
+    if args.has("stats") {
+        eprintln!("{:#?}", node.stats());
+    }
     let closed = node.close(timeout).unwrap_or_else(|e| fail(&format!("node close: {e}")));
     if closed.unacknowledged > 0 {
         fail(&format!("{} messages unacknowledged at close", closed.unacknowledged));
@@ -66,7 +70,7 @@ fn main() {
 
 /// `ADDR SIZE COUNT`, or exits with the usage.
 fn positional(args: &Args) -> (SocketAddr, usize, u64) {
-    const USAGE: &str = "usage: remote_thr ADDR SIZE COUNT [--datagram N] [--timeout S] [--spin US] [--key-file PATH]";
+    const USAGE: &str = "usage: remote_thr ADDR SIZE COUNT [--datagram N] [--timeout S] [--spin US] [--key-file PATH] [--stats]";
     if args.positional.len() != 3 {
         fail(USAGE);
     }
