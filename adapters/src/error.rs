@@ -3,12 +3,28 @@
 use std::fmt;
 use std::io;
 
+use crate::reports::LinkTimeout;
+
 /// Everything that can go wrong in a call of the a3m API.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// The operation did not complete before its timeout.
+    /// The operation did not complete before its timeout. (A wait for a link that times out
+    /// after the link failed for a sealing mismatch is [`Error::LinkTimeout`] instead;
+    /// [`Error::is_timeout`] is true for both.)
     Timeout,
+    /// [`crate::Socket::wait_for_link`] or [`crate::Socket::wait_for_link_to`] timed out
+    /// while the link being made had failed for a sealing mismatch
+    /// ([`crate::LinkFailure::SealingMismatch`]: one node has a pre-shared key, the other
+    /// none or another one); the [`LinkTimeout`] names the peer socket and the reason, e.g.
+    /// `no link with B/sink within 1.5s: no answer: sealing mismatch: peer B at
+    /// 127.0.0.1:4000 has no key and refuses this node's sealed datagrams (give it the same
+    /// key file)`.
+    ///
+    /// Only a timeout reports it: the mismatch notices come in unauthenticated datagrams,
+    /// so they never end a wait (or a link) early. Other timed-out waits, including those
+    /// where the peer gave no answer at all, fail with [`Error::Timeout`].
+    LinkTimeout(Box<LinkTimeout>),
     /// A `try_` call could not complete without blocking.
     WouldBlock,
     /// The node or socket is closed.
@@ -66,6 +82,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Timeout => f.write_str("operation timed out"),
+            Error::LinkTimeout(t) => write!(f, "{t}"),
             Error::WouldBlock => f.write_str("operation would block"),
             Error::Closed => f.write_str("closed"),
             Error::NoLinks => f.write_str("no links"),
@@ -87,6 +104,14 @@ impl fmt::Display for Error {
             Error::Malformed(why) => write!(f, "malformed message: {why}"),
             Error::Io(e) => write!(f, "I/O error: {e}"),
         }
+    }
+}
+
+impl Error {
+    /// Whether the call timed out: [`Error::Timeout`], or [`Error::LinkTimeout`] (a timeout
+    /// that also says why the link did not come up).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout | Error::LinkTimeout(_))
     }
 }
 

@@ -80,7 +80,8 @@
 //! from the address (reported after the first retry interval), no answer because the two
 //! nodes disagree on sealing ([`LinkFailure::SealingMismatch`]: one has a key, the other
 //! not), an unknown socket at the peer, an incompatible protocol, or another refusal with the
-//! peer's reason.
+//! peer's reason. A [`Socket::wait_for_link`] that times out across a sealing mismatch fails
+//! with [`Error::LinkTimeout`], which says so, rather than a bare [`Error::Timeout`].
 #![forbid(unsafe_code)]
 
 mod error;
@@ -113,5 +114,5 @@ pub use options::SocketOptions;
 pub use patterns::{DealerSocket, RepSocket, ReqSocket, RoutedMessage, RouterSocket};
 pub use poll::{Poller, poll};
 pub use pubsub::{PubSocket, Publication, SubSocket, Subscription, XPubSocket, XSubSocket};
-pub use reports::{LinkEvent, LinkFailure, SocketCloseReport};
+pub use reports::{LinkEvent, LinkFailure, LinkTimeout, SocketCloseReport};
 pub use socket::{IntoSocketId, Lifecycle, LinkInfo, Socket};

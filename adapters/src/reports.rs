@@ -1,10 +1,12 @@
 //! What a socket reports about its links: each event as it happens ([`LinkEvent`]), why an
-//! attempt failed ([`LinkFailure`]), and what a close left behind ([`SocketCloseReport`]).
+//! attempt failed ([`LinkFailure`]), why a wait for a link timed out ([`LinkTimeout`]), and
+//! what a close left behind ([`SocketCloseReport`]).
 //!
 //! Both the runtime, which turns the core's events into these, and the socket handles,
 //! which hand them to the application, use this module; it uses neither.
 
 use std::fmt;
+use std::time::Duration;
 
 use a3m_core::id::{NodeId, SocketId};
 use a3m_core::link::{AttemptFailure, Refusal, RefusalCode};
@@ -130,6 +132,35 @@ impl fmt::Display for LinkFailure {
             LinkFailure::Refused { code, reason } => write!(f, "refused ({code:?}): {reason}"),
             LinkFailure::SealingMismatch(why) => write!(f, "no answer: sealing mismatch: {why}"),
         }
+    }
+}
+
+/// A wait for a link ([`Socket::wait_for_link`], [`Socket::wait_for_link_to`]) that timed
+/// out while the link being made had failed for a reason the application should see
+/// ([`Error::LinkTimeout`]): today a sealing mismatch ([`LinkFailure::SealingMismatch`]).
+///
+/// The link is still being made when this is returned (it keeps being retried), and the
+/// reason is advice: it comes from datagrams that are not authenticated.
+///
+/// [`Socket::wait_for_link`]: crate::Socket::wait_for_link
+/// [`Socket::wait_for_link_to`]: crate::Socket::wait_for_link_to
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LinkTimeout {
+    /// The peer socket of the link that did not come up.
+    pub peer: SocketId,
+    /// How long the call waited (its timeout).
+    pub timeout: Duration,
+    /// Why the latest attempt failed ([`LinkInfo::last_failure`]).
+    ///
+    /// [`LinkInfo::last_failure`]: crate::LinkInfo::last_failure
+    pub last_failure: LinkFailure,
+}
+
+impl fmt::Display for LinkTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self { peer, timeout, last_failure } = self;
+        write!(f, "no link with {peer} within {timeout:?}: {last_failure}")
     }
 }
 

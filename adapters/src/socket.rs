@@ -15,7 +15,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use a3m_core::id::{NodeId, SocketId, TagId};
+use a3m_core::id::{LinkIncarnation, NodeId, SocketId, TagId};
 use a3m_core::link::LinkPhase;
 use a3m_core::poll::{Events, PollId, Pollable};
 use a3m_core::socket::{SocketError, SocketKey};
@@ -26,7 +26,7 @@ use parking_lot::MutexGuard;
 
 use crate::error::{Error, Result};
 use crate::options::SocketOptions;
-use crate::reports::{LinkEvent, LinkFailure, SocketCloseReport, refusal_error};
+use crate::reports::{LinkEvent, LinkFailure, LinkTimeout, SocketCloseReport, refusal_error};
 use crate::runtime::{Ahead, EVENT_QUEUED, LINKS_CHANGED, RECV_AHEAD, Shared, SocketCell, State};
 use crate::spin::spin;
 
@@ -256,7 +256,7 @@ impl Socket {
     }
 
     /// Waits until the socket has an established link and returns its peer, waiting up to
-    /// `timeout` (`None`: for ever; [`Error::Timeout`]).
+    /// `timeout` (`None`: for ever).
     ///
     /// If a link this socket asked for was refused for good, reports that instead (once):
     /// [`Error::IncompatibleProtocol`] with the reason when the two socket types cannot talk,
@@ -264,6 +264,16 @@ impl Socket {
     /// here for its first sender (without notify-if-none: with it, a link-free socket fails
     /// at once with [`Error::NoLinks`]; a link being made counts as a link and is waited
     /// for).
+    ///
+    /// On timeout, fails with [`Error::LinkTimeout`] if a link this socket is making last
+    /// failed for a sealing mismatch ([`LinkFailure::SealingMismatch`]: one node has a key,
+    /// the other none or another one), naming that peer and the reason, and with
+    /// [`Error::Timeout`] otherwise ([`Error::is_timeout`] is true for both). The mismatch
+    /// never ends the wait early: it is learnt from unauthenticated datagrams, so it only
+    /// explains a wait that failed anyway, and the link keeps being retried. A node learns
+    /// the reason only if the peer tells it or sends it datagrams itself: a peer sealing with
+    /// another key tells nothing, so a one-way link to it times out with
+    /// [`Error::Timeout`] (the peer's [`crate::Node::last_refusal`] names the mismatch).
     pub fn wait_for_link(&self, timeout: Option<Duration>) -> Result<SocketId> {
         let interest = LINKS_CHANGED | Events::ALWAYS.bits();
         self.block(WaitMode::Shared, interest, timeout, || {
@@ -279,15 +289,21 @@ impl Socket {
             }
             no_links(&state, self.key()).then_some(Err(Error::NoLinks))
         })
+        .map_err(|e| self.timed_out(e, None, timeout))
     }
 
-    /// Waits until the link with `peer` is established, up to `timeout` (`None`: for ever;
-    /// [`Error::Timeout`]); `Some(Duration::ZERO)` only looks.
+    /// Waits until the link with `peer` is established, up to `timeout` (`None`: for ever);
+    /// `Some(Duration::ZERO)` only looks.
     ///
     /// Fails at once with [`Error::NoSuchLink`] when the socket has no link with `peer` that
     /// is established or being made (never linked, unlinking, or closed), and as soon as
     /// that becomes so while waiting; if the link was refused for good, with the refusal
     /// ([`Error::IncompatibleProtocol`], [`Error::LinkRefused`]).
+    ///
+    /// On timeout, fails with [`Error::LinkTimeout`] if the latest attempt at the link with
+    /// `peer` failed for a sealing mismatch ([`LinkFailure::SealingMismatch`]), with the
+    /// reason, and with [`Error::Timeout`] otherwise; as for [`Socket::wait_for_link`], the
+    /// mismatch never ends the wait early.
     pub fn wait_for_link_to(
         &self,
         peer: impl IntoSocketId,
@@ -315,6 +331,35 @@ impl Socket {
                 })),
             }
         })
+        .map_err(|e| self.timed_out(e, Some(&peer), timeout))
+    }
+
+    /// The error of a wait for a link (with `peer`, or any) that failed with `error`: for a
+    /// timeout, [`Error::LinkTimeout`] if such a link being made last failed for a sealing
+    /// mismatch; `error` itself otherwise.
+    fn timed_out(&self, error: Error, peer: Option<&SocketId>, timeout: Option<Duration>) -> Error {
+        let (Error::Timeout, Some(timeout)) = (&error, timeout) else {
+            return error;
+        };
+        let state = self.shared.state.lock();
+        let key = self.key();
+        let found = state.layer.links(key).find_map(|link| {
+            let phase = state.layer.link_status(key, link)?.phase;
+            if !matches!(phase, LinkPhase::Linking | LinkPhase::RetryWait) {
+                return None;
+            }
+            let link_peer = state.layer.link_peer(key, link)?;
+            if peer.is_some_and(|p| p != link_peer) {
+                return None;
+            }
+            match link_failure(&state, key, link, link_peer)? {
+                last_failure @ LinkFailure::SealingMismatch(_) => {
+                    Some(LinkTimeout { peer: link_peer.clone(), timeout, last_failure })
+                }
+                _ => None,
+            }
+        });
+        found.map_or(error, |t| Error::LinkTimeout(Box::new(t)))
     }
 
     /// Waits until the socket has no link with `peer` any more (the link closed: the peer
@@ -371,13 +416,8 @@ impl Socket {
             .filter_map(|link| {
                 let status = state.layer.link_status(key, link)?;
                 let peer = state.layer.link_peer(key, link)?.clone();
-                let sealing = state.core.last_refusal();
                 Some(LinkInfo {
-                    last_failure: state
-                        .layer
-                        .link_failure(key, link)
-                        .cloned()
-                        .map(|f| LinkFailure::from_core(f, &peer.node, sealing)),
+                    last_failure: link_failure(&state, key, link, &peer),
                     peer,
                     phase: status.phase,
                     credits: status.credits,
@@ -898,6 +938,18 @@ fn copy_front(ahead: &mut Ahead, buf: &mut [u8]) -> Option<Result<usize, SocketE
 /// set: then every blocking call fails with [`Error::NoLinks`].
 fn no_links(state: &State, key: SocketKey) -> bool {
     !state.layer.has_links(key) && state.layer.options(key).is_some_and(|o| o.notify_if_none)
+}
+
+/// Why the latest attempt at `link` (with `peer`) failed, while it is being made
+/// ([`LinkInfo::last_failure`]).
+fn link_failure(
+    state: &State,
+    key: SocketKey,
+    link: LinkIncarnation,
+    peer: &SocketId,
+) -> Option<LinkFailure> {
+    let failure = state.layer.link_failure(key, link)?.clone();
+    Some(LinkFailure::from_core(failure, &peer.node, state.core.last_refusal()))
 }
 
 /// Refuses a change of an option that `protocol` does not use (see the crate docs' table).
