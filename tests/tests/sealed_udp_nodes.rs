@@ -159,9 +159,10 @@ fn a_link_across_a_sealing_mismatch_says_why_it_does_not_come_up() {
     });
     let failure = source.links()[0].last_failure.clone().unwrap();
     assert!(failure.to_string().contains("key"), "{failure}");
+    // A wait that times out says why (and still only when it times out).
     assert!(matches!(
         source.wait_for_link(Some(Duration::from_millis(200))),
-        Err(a3m::Error::Timeout)
+        Err(a3m::Error::LinkTimeout(t)) if mismatch(&t.last_failure)
     ));
     let events = source.events();
     assert!(
