@@ -1,5 +1,6 @@
 //! Sealed nodes against an attacker: every kind of bad datagram is dropped with its own
-//! counter and changes nothing; mobility follows only proven senders (issue 15).
+//! counter and changes nothing; mobility follows only proven senders (issue 15); path
+//! challenges are rate-limited; a receiver that restarts refuses captures from before.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -110,7 +111,7 @@ impl Pair {
 }
 
 /// The counters of `b` that a dropped datagram may change, all else zeroed.
-fn drops(s: &NodeStats) -> [u64; 9] {
+fn drops(s: &NodeStats) -> [u64; 10] {
     [
         s.sealed_refused,
         s.plaintext_refused,
@@ -121,6 +122,7 @@ fn drops(s: &NodeStats) -> [u64; 9] {
         s.replay_too_old,
         s.stale_epoch,
         s.malformed_dropped,
+        s.stale_dst_epoch,
     ]
 }
 
@@ -188,10 +190,22 @@ fn each_bad_datagram_is_dropped_with_its_own_counter_and_changes_nothing() {
     let mut flipped = unseen.clone();
     flipped[30] ^= 0x80;
     check(&mut p, "flipped ciphertext", &flipped, home, 4);
-    // A flipped counter is a fresh counter under a wrong tag.
+    // A flipped counter is a fresh counter under a wrong tag (header 8 bytes, algorithm and
+    // key id 2, destination epoch and epoch 16: the counter's last byte is at 8 + 2 + 23).
     let mut flipped = good.clone();
-    flipped[8 + 2 + 15] ^= 0x40;
+    flipped[8 + 2 + 23] ^= 0x40;
     check(&mut p, "flipped counter", &flipped, home, 4);
+    // The destination epoch is authenticated: moved to "unknown" (0), the tag fails; moved
+    // to another epoch of b, it is dropped unopened, and as it does not authenticate, gets
+    // no answer.
+    let parts = a3m_core::wire::decode_sealed(&unseen).unwrap();
+    assert_eq!(parts.dst_epoch, 200, "a names the epoch it authenticated from b");
+    let mut zeroed = unseen.clone();
+    zeroed[8 + 2..8 + 2 + 8].fill(0);
+    check(&mut p, "destination epoch zeroed", &zeroed, home, 4);
+    let mut other_epoch = unseen.clone();
+    other_epoch[8 + 2 + 7] ^= 0x01;
+    check(&mut p, "destination epoch changed", &other_epoch, attacker, 9);
     // Truncated: cut inside the seal prefix, and inside the tag.
     check(&mut p, "truncated prefix", &unseen[..14], home, 2);
     check(&mut p, "truncated tag", &unseen[..unseen.len() - 3], home, 4);
@@ -435,4 +449,299 @@ proptest! {
             base = base.max(c);
         }
     }
+}
+
+/// A plaintext datagram from `src` to `dst` (a slot request), as anyone can write one.
+fn plain_forgery(src: &str, dst: &str, n: u64) -> Vec<u8> {
+    use a3m_core::wire::{self, Header, Record, ReqSlots};
+    let records = [Record::ReqSlots(ReqSlots { start: n, count: 8, lowest: 0 })];
+    let mut buf = [0u8; 128];
+    let out = wire::encode_datagram(&mut buf, &Header { src, dst, flags: 0 }, &records).unwrap();
+    buf[..out.len].to_vec()
+}
+
+/// The `i`th of 10,000 distinct forged source addresses (none of them a node's).
+fn forged_addr(i: u32) -> SocketAddr {
+    SocketAddr::from(([192, 0, (i / 250) as u8, (i % 250) as u8 + 1], 1024 + (i % 60_000) as u16))
+}
+
+/// Runs `b`'s output, keeping what goes elsewhere than `a`; returns how many datagrams went
+/// to a forged address.
+fn drain_b(p: &mut Pair) -> u64 {
+    let mut buf = vec![0u8; 2048];
+    let mut elsewhere = 0;
+    while let Some((to, len)) = p.b.poll_transmit(p.now, &mut buf) {
+        if to == p.a_addr {
+            p.a.handle_datagram(p.now, p.b_addr, &buf[..len]);
+        } else {
+            elsewhere += 1;
+            p.b_elsewhere.push((to, buf[..len].to_vec()));
+        }
+    }
+    elsewhere
+}
+
+#[test]
+fn forged_plaintext_from_ten_thousand_addresses_gets_a_bounded_number_of_challenges() {
+    let mut p = Pair::new(None, None);
+    p.send(5);
+    assert_eq!(p.delivered(), 5);
+    let forged = plain_forgery("a", "b", 1);
+    let before = p.b.stats().clone();
+    // 10,000 forgeries claiming a, each from a new address, over one second.
+    let start = p.now;
+    let mut reflected = 0;
+    for i in 0..10_000u32 {
+        p.now = start + Duration::from_micros(u64::from(i) * 100);
+        p.b.handle_datagram(p.now, forged_addr(i), &forged);
+        reflected += drain_b(&mut p);
+    }
+    let elapsed = p.now - start;
+    let s = p.b.stats();
+    let sent = s.path_challenges_sent - before.path_challenges_sent;
+    let limited = s.path_challenges_limited - before.path_challenges_limited;
+    // The peer's bucket: 8 at once, then one per 250 ms (new challenges; the retransmission
+    // timers of the few sent have not fired within this second, or are counted too).
+    let bound = 8 + (elapsed.as_millis() / 250) as u64 + 1;
+    assert!(sent <= bound, "{sent} challenges for 10,000 forgeries in {elapsed:?} (bound {bound})");
+    assert!(sent >= 8, "{sent}: the burst is there for real moves");
+    assert_eq!(reflected, sent, "what went to forged addresses is the challenges");
+    assert_eq!(sent + limited, 10_000, "every forgery is challenged or counted as limited");
+    assert_eq!(s.path_unverified - before.path_unverified, 10_000);
+    assert_eq!(p.b.peer_addr(&id("a")), Some(p.a_addr));
+    // Later on, the retransmissions of those challenges stay bounded per challenge too.
+    for _ in 0..10_000 {
+        p.now += Duration::from_millis(1);
+        p.b.handle_timeout(p.now);
+        drain_b(&mut p);
+    }
+    let s = p.b.stats();
+    assert!(s.path_challenges_sent - before.path_challenges_sent <= bound * 9, "{s:?}");
+    // A genuine move afterwards is validated and followed.
+    let new_addr = addr("10.0.0.9:7001");
+    p.a_addr = new_addr;
+    p.a.announce(p.now);
+    p.send(5);
+    assert_eq!(p.delivered(), 5);
+    assert_eq!(p.b.peer_addr(&id("a")), Some(new_addr));
+    assert_eq!(p.b.stats().path_validated, 1);
+    assert_eq!(p.a.unacknowledged(), 0);
+}
+
+#[test]
+fn forgeries_claiming_many_peers_are_bounded_by_the_node_wide_limit() {
+    let mut p = Pair::new(None, None);
+    p.send(1);
+    assert_eq!(p.delivered(), 1);
+    let peers: Vec<String> = (0..100).map(|i| format!("peer{i}")).collect();
+    for (i, name) in peers.iter().enumerate() {
+        p.b.set_peer_addr(id(name), SocketAddr::from(([10, 1, 0, i as u8], 7000))).unwrap();
+    }
+    let forged: Vec<Vec<u8>> = peers.iter().map(|n| plain_forgery(n, "b", 1)).collect();
+    let before = p.b.stats().clone();
+    // 10,000 forgeries at one instant, claiming every peer in turn from new addresses.
+    let mut reflected = 0;
+    for i in 0..10_000u32 {
+        p.b.handle_datagram(p.now, forged_addr(i), &forged[i as usize % forged.len()]);
+        reflected += drain_b(&mut p);
+    }
+    let s = p.b.stats();
+    let sent = s.path_challenges_sent - before.path_challenges_sent;
+    let limited = s.path_challenges_limited - before.path_challenges_limited;
+    assert_eq!(sent, 64, "the node-wide burst");
+    assert_eq!(reflected, 64);
+    assert_eq!(sent + limited, 10_000);
+}
+
+#[test]
+fn sealed_replays_from_new_addresses_start_no_challenge_and_a_move_meanwhile_is_followed() {
+    let mut p = Pair::new(Some(KEY), Some(KEY));
+    p.send(5);
+    assert_eq!(p.delivered(), 5);
+    let captured = p.captured.clone();
+    let new_addr = addr("10.0.0.9:7001");
+    let mut buf = vec![0u8; 2048];
+    let mut i = 0u32;
+    let mut replay = |p: &mut Pair, n: u32| {
+        for _ in 0..n {
+            let d = &captured[i as usize % captured.len()];
+            p.b.handle_datagram(p.now, forged_addr(i), d);
+            i += 1;
+        }
+    };
+    replay(&mut p, 5_000);
+    // a moves while the replays go on: every datagram between them is interleaved with 10.
+    p.a_addr = new_addr;
+    p.a.announce(p.now);
+    for k in 0..10 {
+        p.a.submit(p.now, &id("b"), format!("moved {k}").as_bytes()).unwrap();
+    }
+    for _ in 0..10_000 {
+        let mut moved = false;
+        while let Some((_, len)) = p.a.poll_transmit(p.now, &mut buf) {
+            replay(&mut p, 10);
+            p.b.handle_datagram(p.now, p.a_addr, &buf[..len]);
+            moved = true;
+        }
+        while let Some((to, len)) = p.b.poll_transmit(p.now, &mut buf) {
+            if to == p.a_addr {
+                p.a.handle_datagram(p.now, p.b_addr, &buf[..len]);
+            } else {
+                p.b_elsewhere.push((to, buf[..len].to_vec()));
+            }
+            moved = true;
+        }
+        if !moved {
+            if p.a.unacknowledged() == 0 {
+                break;
+            }
+            p.now += Duration::from_millis(1);
+            p.a.handle_timeout(p.now);
+            p.b.handle_timeout(p.now);
+        }
+    }
+    assert_eq!(p.delivered(), 10);
+    assert_eq!(p.a.unacknowledged(), 0);
+    assert_eq!(p.b.peer_addr(&id("a")), Some(new_addr));
+    assert_eq!(p.b.stats().path_validated, 1);
+    // Replays are never the newest datagram of a: they start no challenge at all.
+    assert_eq!(p.b.stats().path_challenges_limited, 0);
+    assert!(p.b.stats().path_challenges_sent <= 1 + 8, "{:?}", p.b.stats());
+    // (b may try a's previous address while the move is not confirmed; never a replayer's.)
+    let to_replayers =
+        p.b_elsewhere.iter().filter(|(to, _)| to.ip().to_string().starts_with("192."));
+    assert_eq!(to_replayers.count(), 0, "b sent to a replayer");
+}
+
+/// A node as it restarts: a new node, a new (greater) epoch, same key and id, and its clock
+/// above the one it reached (as the exactly-once protocol requires of a restart).
+fn restarted(old: &Node, epoch: u64, aead: Aead) -> Node {
+    let config = NodeConfig { initial_clock: old.clock() + 1, ..NodeConfig::default() };
+    let mut n = Node::new(old.id().clone(), config);
+    n.set_path_secret([old.id().as_str().as_bytes()[0]; 32]);
+    n.set_seal(SealConfig { psk: Psk::new(KEY), epoch, aead });
+    n
+}
+
+#[test]
+fn a_capture_from_before_the_receiver_restarted_is_refused_by_the_new_start() {
+    let mut p = Pair::new(Some(KEY), Some(KEY));
+    p.send(10);
+    assert_eq!(p.delivered(), 10);
+    let captured = p.captured.clone();
+    let dst_epochs: Vec<u64> =
+        captured.iter().map(|d| a3m_core::wire::decode_sealed(d).unwrap().dst_epoch).collect();
+    // a names b's epoch from the first datagram it authenticated from b on; before, 0.
+    assert_eq!(dst_epochs[0], 0);
+    assert!(dst_epochs.iter().all(|&e| e == 0 || e == 200), "{dst_epochs:?}");
+    let bound_to_old: Vec<&Vec<u8>> =
+        captured.iter().zip(&dst_epochs).filter(|(_, e)| **e == 200).map(|(d, _)| d).collect();
+    assert!(!bound_to_old.is_empty(), "{dst_epochs:?}");
+
+    // b restarts. Every capture naming its previous start is dropped unopened, counted, and
+    // changes nothing: no peer slot, no delivery, no replay window; from the genuine address
+    // or another one.
+    p.b = restarted(&p.b, 201, Aead::Aes256Gcm);
+    let attacker = addr("10.0.0.66:6666");
+    for (k, d) in bound_to_old.iter().enumerate() {
+        let from = if k % 2 == 0 { p.a_addr } else { attacker };
+        p.b.handle_datagram(p.now, from, d);
+    }
+    let s = p.b.stats().clone();
+    assert_eq!(s.stale_dst_epoch, bound_to_old.len() as u64);
+    assert_eq!(s.sealed_opened, 0);
+    assert_eq!(s.sealed_bad_tag + s.replayed + s.stale_epoch, 0);
+    assert_eq!(p.b.peer_count(), 0);
+    assert!(!p.b.has_delivery());
+    assert_eq!((p.b.send_records(), p.b.receive_records()), (0, 0));
+    // The only output: sealed notices of b's new epoch, one per replay (they authenticate),
+    // to wherever they came from. They carry nothing else.
+    let mut buf = vec![0u8; 2048];
+    let mut notices = 0;
+    while let Some((to, len)) = p.b.poll_transmit(p.now, &mut buf) {
+        assert!(to == p.a_addr || to == attacker);
+        let parts = a3m_core::wire::decode_sealed(&buf[..len]).unwrap();
+        assert_eq!((parts.epoch, parts.dst_epoch, parts.ciphertext.len()), (201, 100, 2));
+        notices += 1;
+    }
+    assert_eq!(notices, p.b.stats().epoch_notices_sent);
+    assert!((1..=8).contains(&notices), "{notices}: at most the queue of notices");
+    // The same replays again are refused again (nothing was remembered).
+    let again = p.b.stats().stale_dst_epoch;
+    p.b.handle_datagram(p.now, attacker, bound_to_old[0]);
+    assert_eq!(p.b.stats().stale_dst_epoch, again + 1);
+    assert_eq!(p.b.peer_count(), 0);
+    while p.b.poll_transmit(p.now, &mut buf).is_some() {}
+
+    // Liveness: a, which still names b's previous epoch, gets through to the new start
+    // (b's notice tells it the new epoch; a switches at once) and everything it sends after
+    // the restart is delivered exactly once.
+    p.captured.clear();
+    p.send(10);
+    assert_eq!(p.delivered(), 10);
+    assert_eq!(p.a.unacknowledged(), 0);
+    assert!(p.b.stats().sealed_opened > 0);
+    let last = a3m_core::wire::decode_sealed(p.captured.last().unwrap()).unwrap();
+    assert_eq!(last.dst_epoch, 201, "a names b's new epoch");
+    // Notices are not answered by notices.
+    assert_eq!(p.a.stats().epoch_notices_sent, 0);
+}
+
+#[test]
+fn the_residual_exposure_is_what_went_before_the_sender_heard_from_the_receiver() {
+    // Documented in a3m_core::seal: a datagram sealed with destination epoch 0 (a's first
+    // datagrams to b, before it authenticated any of b's) is accepted once by a later start
+    // of b. It carries only the opening of a session: nothing is delivered.
+    let mut p = Pair::new(Some(KEY), Some(KEY));
+    p.send(3);
+    assert_eq!(p.delivered(), 3);
+    let first = p.captured[0].clone();
+    assert_eq!(a3m_core::wire::decode_sealed(&first).unwrap().dst_epoch, 0);
+    p.b = restarted(&p.b, 201, Aead::Aes256Gcm);
+    p.b.handle_datagram(p.now, p.a_addr, &first);
+    assert_eq!(p.b.stats().sealed_opened, 1);
+    assert!(!p.b.has_delivery());
+    p.b.handle_datagram(p.now, p.a_addr, &first);
+    assert_eq!(p.b.stats().replayed, 1, "once");
+}
+
+#[test]
+fn a_sender_that_restarts_is_refused_nothing_and_its_old_captures_are_still_stale() {
+    let mut p = Pair::new(Some(KEY), Some(KEY));
+    p.send(5);
+    assert_eq!(p.delivered(), 5);
+    let old = p.captured.clone();
+    // a restarts: it knows no epoch of b, so it sends 0, which b accepts; b, which still
+    // names a's previous epoch, is answered with a's new one and switches.
+    p.a = restarted(&p.a, 101, Aead::ChaCha20Poly1305);
+    p.a.set_peer_addr(id("b"), p.b_addr).unwrap();
+    p.send(5);
+    assert_eq!(p.delivered(), 5);
+    assert_eq!(p.a.unacknowledged(), 0);
+    // Captures of a's previous start are an older epoch of a for b.
+    let before = p.b.stats().stale_epoch;
+    for d in &old {
+        p.b.handle_datagram(p.now, p.a_addr, d);
+    }
+    assert_eq!(p.b.stats().stale_epoch, before + old.len() as u64);
+    assert!(!p.b.has_delivery());
+}
+
+#[test]
+fn a_restart_during_a_key_rotation_recovers_too() {
+    let mut p = Pair::new(Some(KEY), Some(KEY));
+    p.send(5);
+    let next = Psk::new([0x77; 32]);
+    assert!(p.a.rotate_psk(p.now, &next, Duration::from_secs(60)));
+    p.send(5);
+    // (b has not rotated yet: those wait.)
+    assert_eq!(p.delivered(), 5);
+    // b restarts with both keys configured as after its own rotation: the new one current,
+    // the old one still accepted. a's datagrams (new key, b's previous epoch) are answered.
+    p.b = restarted(&p.b, 201, Aead::Aes256Gcm);
+    p.b.rotate_psk(p.now, &next, Duration::from_secs(60));
+    p.send(5);
+    assert_eq!(p.delivered(), 10);
+    assert_eq!(p.a.unacknowledged(), 0);
+    assert!(p.b.stats().stale_dst_epoch > 0 && p.b.stats().epoch_notices_sent > 0);
 }

@@ -266,13 +266,15 @@ fn forged_plaintext(src: &str, dst: &str, n: u64) -> Vec<u8> {
 }
 
 /// A sealed-looking forgery from `src` to `dst` with key id `key_id`: the right framing, a
-/// fresh epoch and counter, garbage for ciphertext and tag.
+/// fresh epoch and counter, garbage for ciphertext and tag. Its destination epoch is 0
+/// ("unknown"), so that it is not dropped before the tag is checked.
 fn forged_sealed(src: &str, dst: &str, key_id: u8, n: u64) -> Vec<u8> {
     let mut d = vec![0xA3, 0x4D, 1, wire::FLAG_SEALED, src.len() as u8];
     d.extend(src.as_bytes());
     d.push(dst.len() as u8);
     d.extend(dst.as_bytes());
     d.extend([1, key_id]);
+    d.extend(0u64.to_be_bytes());
     d.extend(u64::MAX.wrapping_sub(n % 7).to_be_bytes());
     d.extend(n.to_be_bytes());
     d.extend((0..48).map(|i| (n as u8).wrapping_mul(31).wrapping_add(i)));

@@ -57,27 +57,47 @@ fn check_sealed(data: &[u8]) {
     let mut node = Node::new(NodeId::new("B").unwrap(), NodeConfig::default());
     node.set_seal(SealConfig { psk: Psk::new(KEY), epoch: 1, aead: Aead::ChaCha20Poly1305 });
     node.handle_datagram(Instant::ZERO, from, data);
-    // The input as the records of a datagram from "A", sealed with the right key.
-    let header = wire::Header { src: "A", dst: "B", flags: wire::FLAG_SEALED };
-    let ks = KeySchedule::new(&Psk::new(KEY));
-    let prefix_at = header.encoded_len();
-    let mut buf = vec![0u8; prefix_at + wire::SEAL_OVERHEAD + data.len()];
-    buf[..prefix_at].copy_from_slice(&[0xA3, 0x4D, 1, wire::FLAG_SEALED, 1, b'A', 1, b'B']);
-    buf[prefix_at] = Aead::ChaCha20Poly1305.id();
-    buf[prefix_at + 1] = ks.id();
-    buf[prefix_at + 2..prefix_at + 10].copy_from_slice(&5u64.to_be_bytes());
-    buf[prefix_at + 10..prefix_at + 18].copy_from_slice(&9u64.to_be_bytes());
-    let aad_len = prefix_at + wire::SEAL_PREFIX_LEN;
-    buf[aad_len..aad_len + data.len()].copy_from_slice(data);
-    let cipher = ks.cipher(Aead::ChaCha20Poly1305, 5, "A", "B");
-    let len = cipher.seal(9, &mut buf, aad_len, aad_len + data.len()).expect("room for the tag");
-    node.handle_datagram(Instant::ZERO, from, &buf[..len]);
+    // The input as the records of a datagram from "A", sealed with the right key: first for
+    // another epoch of B (dropped unopened, maybe answered), then for B's epoch 1.
+    for dst_epoch in [2u64, 1] {
+        let buf = sealed_records(data, dst_epoch, 9);
+        let (stale, opened) = (node.stats().stale_dst_epoch, node.stats().sealed_opened);
+        let peers = node.peer_count();
+        node.handle_datagram(Instant::ZERO, from, &buf);
+        if dst_epoch != 1 && !data.is_empty() {
+            assert_eq!(node.stats().stale_dst_epoch, stale + 1);
+            assert_eq!(node.stats().sealed_opened, opened);
+            assert_eq!(node.peer_count(), peers, "a stale datagram took a peer slot");
+        }
+    }
     // The same datagram again is a replay.
+    let buf = sealed_records(data, 1, 9);
     let replayed = node.stats().replayed;
-    node.handle_datagram(Instant::ZERO, from, &buf[..len]);
+    node.handle_datagram(Instant::ZERO, from, &buf);
     if node.stats().sealed_opened > 0 {
         assert_eq!(node.stats().replayed, replayed + 1);
     }
     let mut out = vec![0u8; 2048];
     while node.poll_transmit(Instant::ZERO, &mut out).is_some() {}
+}
+
+/// `records` as the records of a datagram from "A" (epoch 5, counter `counter`) to "B" whose
+/// epoch A knows as `dst_epoch`, sealed with the right key.
+fn sealed_records(records: &[u8], dst_epoch: u64, counter: u64) -> Vec<u8> {
+    let header = wire::Header { src: "A", dst: "B", flags: wire::FLAG_SEALED };
+    let ks = KeySchedule::new(&Psk::new(KEY));
+    let prefix_at = header.encoded_len();
+    let mut buf = vec![0u8; prefix_at + wire::SEAL_OVERHEAD + records.len()];
+    buf[..prefix_at].copy_from_slice(&[0xA3, 0x4D, 1, wire::FLAG_SEALED, 1, b'A', 1, b'B']);
+    buf[prefix_at] = Aead::ChaCha20Poly1305.id();
+    buf[prefix_at + 1] = ks.id();
+    buf[prefix_at + 2..prefix_at + 10].copy_from_slice(&dst_epoch.to_be_bytes());
+    buf[prefix_at + 10..prefix_at + 18].copy_from_slice(&5u64.to_be_bytes());
+    buf[prefix_at + 18..prefix_at + 26].copy_from_slice(&counter.to_be_bytes());
+    let aad_len = prefix_at + wire::SEAL_PREFIX_LEN;
+    buf[aad_len..aad_len + records.len()].copy_from_slice(records);
+    let cipher = ks.cipher(Aead::ChaCha20Poly1305, 5, "A", "B");
+    let len = cipher.seal(counter, &mut buf, aad_len, aad_len + records.len()).expect("room");
+    buf.truncate(len);
+    buf
 }

@@ -48,7 +48,13 @@ fn sealed_round_trip(slot: u64) -> i32 {
     let keys = KeySchedule::new(&Psk::new([slot as u8; 32]));
     for aead in [Aead::ChaCha20Poly1305, Aead::Aes256Gcm] {
         let header = Header { src: "A", dst: "B", flags: wire::FLAG_SEALED };
-        let prefix = SealPrefix { aead: aead.id(), key_id: keys.id(), epoch: 1, counter: slot };
+        let prefix = SealPrefix {
+            aead: aead.id(),
+            key_id: keys.id(),
+            dst_epoch: 2,
+            epoch: 1,
+            counter: slot,
+        };
         let mut buf = [0u8; 128];
         let Ok(mut w) = DatagramWriter::new_sealed(&mut buf, &header, &prefix) else { return 4 };
         let token = Record::Token(Token { slot, incarnation: 1, payload: b"sealed" });

@@ -255,10 +255,25 @@ pub struct NodeStats {
     /// Sealed datagrams dropped because they come from an epoch of the peer older than the
     /// newest one authenticated (a previous start of the peer; replays).
     pub stale_epoch: u64,
+    /// Sealed datagrams dropped before they were opened because they name another epoch of
+    /// this node as their destination's: sealed for a previous start of this node (replays of
+    /// captures from before it restarted, or a peer's traffic sent before it learned of the
+    /// restart). See [`crate::seal`].
+    pub stale_dst_epoch: u64,
+    /// Sealed notices sent in answer to authentic datagrams counted in `stale_dst_epoch`,
+    /// telling their sender this node's current epoch (at most 64 at once and 100 a second).
+    pub epoch_notices_sent: u64,
     /// Sealed datagrams opened and accepted.
     pub sealed_opened: u64,
-    /// `PATH_CHALLENGE`s sent to a new address a peer's datagrams came from.
+    /// `PATH_CHALLENGE`s sent to a new address a peer's datagrams came from, retransmissions
+    /// included.
     pub path_challenges_sent: u64,
+    /// `PATH_CHALLENGE`s not sent because of their rate limit: at most 8 new ones at once
+    /// and 4 a second per peer, and at most 64 at once and 100 a second for the whole node,
+    /// retransmissions included (a retransmission not sent still counts as an attempt).
+    /// Datagrams from unproven addresses of a peer, forged or real, beyond that start no
+    /// challenge: a forger rotating addresses cannot make the node a reflector.
+    pub path_challenges_limited: u64,
     /// `PATH_RESPONSE`s sent (echoes of a peer's challenges).
     pub path_responses_sent: u64,
     /// Plaintext datagrams whose records were dropped because they came from an address of

@@ -15,10 +15,14 @@
 //! traffic (mobility), but only from proven senders: a datagram naming a known node id as its
 //! source, from a new address, does not move that peer; the node sends a `PATH_CHALLENGE` to
 //! the new address and moves the peer there once the challenge's bytes come back from it
-//! (see [`crate::wire`]). Until then a plaintext datagram from the unproven address is dropped
-//! but for its path records ([`NodeStats::path_unverified`]); a sealed one is authentic, so
-//! its records count, but only one newer than any before may start a challenge, so a late or
-//! replayed datagram never does. A node that moved calls [`Node::announce`] so that peers it
+//! (see [`crate::wire`]). Challenges are rate-limited, so that forged datagrams from ever new
+//! addresses cannot make the node a reflector: per peer 8 at once then 4 a second, per node
+//! 64 at once then 100 a second, retransmissions included in the latter; the rest are not
+//! sent and are counted ([`NodeStats::path_challenges_limited`]). Until the move is proven a
+//! plaintext datagram from the unproven address is dropped but for its path records
+//! ([`NodeStats::path_unverified`]); a sealed one is authentic, so its records count, but
+//! only one newer than any before may start a challenge, so a late or replayed datagram never
+//! does. A node that moved calls [`Node::announce`] so that peers it
 //! has nothing to send to learn its new address too (it keeps announcing until it gets their
 //! traffic, not only their challenge). Datagrams that do not parse, name another
 //! destination, or come from a new peer while the table is full are dropped and counted in
@@ -28,7 +32,10 @@
 //! With [`Node::set_seal`] every datagram is sealed (authenticated encryption under a
 //! pre-shared key, replay protection: [`crate::seal`]), and is checked and opened before any
 //! state changes; plaintext datagrams are refused, as are sealed ones by a node without a key,
-//! each counted ([`NodeStats`]) and reported ([`Node::last_refusal`]).
+//! each counted ([`NodeStats`]) and reported ([`Node::last_refusal`]). A sealed datagram names
+//! the epoch of its destination as its sender knows it: one sealed for a previous start of
+//! this node is dropped unopened ([`NodeStats::stale_dst_epoch`]) and, if authentic, answered
+//! with this node's epoch ([`NodeStats::epoch_notices_sent`], rate-limited like challenges).
 //!
 //! ```
 //! use a3m_core::id::NodeId;
@@ -63,6 +70,7 @@
 //! ```
 
 mod config;
+mod limit;
 mod peer;
 
 use alloc::boxed::Box;
@@ -75,7 +83,8 @@ pub use config::{
     Delivery, MIN_DATAGRAM, NodeConfig, NodeError, NodeStats, Refusal, RefusalReason,
     TOKEN_OVERHEAD,
 };
-use peer::{Peer, PeerSeal};
+use limit::{NODE_ANSWERS, TokenBucket};
+use peer::{ChallengeOutcome, Peer, PeerSeal};
 
 use crate::eo::buffers::{BufPool, Inbox};
 use crate::eo::send::SendRecord;
@@ -93,6 +102,9 @@ const POOL_BUFFERS: usize = 4096;
 /// Path challenges waiting to be sent, at most (more are dropped: the peer's next datagram
 /// from the new address asks again).
 const MAX_PATH_OUT: usize = 64;
+/// Epoch notices waiting to be sent, at most (more are not queued: the sender's next
+/// retransmission asks again).
+const MAX_EPOCH_NOTICES: usize = 8;
 
 /// The node's sealing keys and counter.
 #[derive(Debug)]
@@ -141,6 +153,13 @@ pub struct Node {
     path_counter: u64,
     /// Path challenges to send: (peer, address to challenge, bytes).
     path_out: VecDeque<(NodeId, SocketAddr, [u8; PATH_DATA_LEN])>,
+    /// Rate limit of all path challenges (each peer has its own too).
+    challenge_bucket: TokenBucket,
+    /// Epoch notices to send: (node, at address, its epoch), answers to datagrams sealed for
+    /// another epoch of this node.
+    epoch_notices: heapless::Deque<(NodeId, SocketAddr, u64), MAX_EPOCH_NOTICES>,
+    /// Rate limit of the epoch notices.
+    notice_bucket: TokenBucket,
     /// The last datagram refused for a configuration mismatch.
     refusal: Option<Refusal>,
     /// A `SEAL_MISMATCH` notice to send: (to node, at address, reason).
@@ -173,6 +192,9 @@ impl Node {
             path_secret: [0; 32],
             path_counter: 0,
             path_out: VecDeque::new(),
+            challenge_bucket: TokenBucket::new(),
+            epoch_notices: heapless::Deque::new(),
+            notice_bucket: TokenBucket::new(),
             refusal: None,
             notice: None,
             notice_at: None,
@@ -526,8 +548,8 @@ impl Node {
         self.notice = Some((peer, addr, reason));
     }
 
-    /// Opens a sealed datagram: epoch and replay checks, then the AEAD, then (only if both
-    /// pass) its records.
+    /// Opens a sealed datagram: epoch, replay and destination epoch checks, then the AEAD,
+    /// then (only if all pass) its records.
     fn handle_sealed(&mut self, now: Instant, from: SocketAddr, bytes: &[u8], src: NodeId) {
         let stats = &mut self.env.stats;
         let Some(seal) = &self.seal else {
@@ -566,6 +588,13 @@ impl Node {
                     Verdict::Newest | Verdict::Fresh => {}
                 }
             }
+        }
+        if parts.dst_epoch != 0 && parts.dst_epoch != seal.epoch {
+            // Sealed for another start of this node: maybe a capture from before this one
+            // started, which no replay window here remembers. Never opened for its records.
+            stats.stale_dst_epoch += 1;
+            self.answer_stale_epoch(now, from, bytes, &parts, aead, src);
+            return;
         }
         let current = (seal.current.id() == parts.key_id).then_some(&seal.current);
         let previous = seal
@@ -623,8 +652,10 @@ impl Node {
         }
         let Some(peer) = self.peers.get_mut(&src) else { return };
         let ps = peer.seal.get_or_insert_with(|| Box::new(PeerSeal::new()));
+        let restarted = ps.epoch.is_some_and(|e| e != parts.epoch);
         if ps.epoch != Some(parts.epoch) {
-            // The peer restarted (or this is its first datagram): a new window.
+            // The peer restarted (or this is its first datagram): a new window. Everything
+            // sealed for it from now on names this epoch as its destination's.
             ps.epoch = Some(parts.epoch);
             ps.window = crate::seal::ReplayWindow::new();
         }
@@ -632,9 +663,59 @@ impl Node {
         if let Some(cipher) = new_cipher {
             ps.rx = Some((parts.key_id, aead, parts.epoch, cipher));
         }
+        if restarted && let Some(send) = &mut peer.send {
+            // What was backing off waited for the peer's previous start (which may have
+            // dropped it for its destination epoch): probe the new one now.
+            send.on_path_change();
+        }
         self.env.stats.sealed_opened += 1;
         self.handle_records(now, from, src, &datagram, Proof::Sealed { newest });
         self.scratch = scratch;
+    }
+
+    /// A datagram from `src` was sealed for another epoch of this node: if it is authentic
+    /// (any key this node accepts), and not itself such an answer, and the rate limit allows,
+    /// queues a sealed notice that tells `src` this node's epoch. Changes nothing else: no
+    /// peer slot, no replay window, no record is looked at beyond telling an answer apart.
+    fn answer_stale_epoch(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        bytes: &[u8],
+        parts: &wire::SealedDatagram<'_>,
+        aead: Aead,
+        src: NodeId,
+    ) {
+        let Some(seal) = &self.seal else { return };
+        if self.epoch_notices.is_full() || !self.notice_bucket.has_token(now, NODE_ANSWERS) {
+            return;
+        }
+        let previous = seal.previous.as_ref().filter(|(_, until)| now <= *until).map(|(k, _)| k);
+        let keys = [Some(&seal.current), previous].into_iter().flatten();
+        let mut scratch = core::mem::take(&mut self.scratch);
+        let n = parts.ciphertext.len();
+        if scratch.len() < n {
+            scratch.resize(n, 0);
+        }
+        let aad = &bytes[..parts.aad_len];
+        let mut opened = false;
+        for ks in keys.filter(|k| k.id() == parts.key_id) {
+            let cipher = ks.cipher(aead, parts.epoch, src.as_str(), self.id.as_str());
+            let (counter, tag) = (parts.counter, &parts.tag);
+            if cipher.open_into(counter, aad, parts.ciphertext, &mut scratch[..n], tag).is_ok() {
+                opened = true;
+                break;
+            }
+        }
+        // An answer is never answered, so that two nodes that both restarted cannot bounce
+        // notices between them.
+        let answer = opened
+            && wire::decode_records(parts.header, &scratch[..n])
+                .is_ok_and(|d| d.records().all(|r| matches!(r, Record::SealMismatch(_))));
+        self.scratch = scratch;
+        if opened && !answer && self.notice_bucket.take(now, NODE_ANSWERS) {
+            let _ = self.epoch_notices.push_back((src, from, parts.epoch));
+        }
     }
 
     /// Handles the records of a datagram from `src` that passed every check its kind needs.
@@ -661,9 +742,12 @@ impl Node {
         if peer.addr == Some(from) {
             // A datagram of path records only does not prove that the peer has our traffic:
             // a node that moved keeps announcing itself until it gets some.
-            let path_only = datagram
-                .records()
-                .all(|r| matches!(r, Record::PathChallenge(_) | Record::PathResponse(_)));
+            let path_only = datagram.records().all(|r| {
+                matches!(
+                    r,
+                    Record::PathChallenge(_) | Record::PathResponse(_) | Record::SealMismatch(_)
+                )
+            });
             peer.heard(now, !path_only);
         } else {
             // Mobility: the peer's traffic moves only to an address it proved it receives at.
@@ -684,13 +768,18 @@ impl Node {
                     Proof::Sealed { newest } => newest,
                 };
                 let (secret, counter) = (&self.path_secret, &mut self.path_counter);
-                if may_challenge
-                    && self.path_out.len() < MAX_PATH_OUT
-                    && let Some(data) =
-                        peer.challenge(now, from, || challenge_bytes(secret, counter, from))
-                {
-                    self.path_out.push_back((src.clone(), from, data));
-                    stats.path_challenges_sent += 1;
+                if may_challenge && self.path_out.len() < MAX_PATH_OUT {
+                    let bucket = &mut self.challenge_bucket;
+                    match peer
+                        .challenge(now, from, bucket, || challenge_bytes(secret, counter, from))
+                    {
+                        ChallengeOutcome::Send(data) => {
+                            self.path_out.push_back((src.clone(), from, data));
+                            stats.path_challenges_sent += 1;
+                        }
+                        ChallengeOutcome::Limited => stats.path_challenges_limited += 1,
+                        ChallengeOutcome::NotDue => {}
+                    }
                 }
                 if proof == Proof::Plaintext {
                     // Anyone can write a plaintext datagram: from an unproven address only
@@ -731,8 +820,15 @@ impl Node {
             while self.path_out.len() < MAX_PATH_OUT
                 && let Some((addr, data)) = peer.challenge_due(now)
             {
-                self.path_out.push_back((id.clone(), addr, data));
-                self.env.stats.path_challenges_sent += 1;
+                // Retransmissions share the node-wide limit (not the peer's: each challenge
+                // has a few at most). One skipped still uses up its attempt, so that its
+                // timer moves on.
+                if self.challenge_bucket.take(now, NODE_ANSWERS) {
+                    self.path_out.push_back((id.clone(), addr, data));
+                    self.env.stats.path_challenges_sent += 1;
+                } else {
+                    self.env.stats.path_challenges_limited += 1;
+                }
             }
             peer.on_timeout(&mut self.env, now);
             Self::mark_peer(&mut self.ready, id, peer, now);
@@ -743,7 +839,10 @@ impl Node {
     /// none: payloads accepted since wait for slots or acknowledgements, whose arrival
     /// (a datagram to [`Node::handle_datagram`]) or a timer makes them sendable.
     pub fn wants_transmit(&self) -> bool {
-        !self.ready.is_empty() || !self.path_out.is_empty() || self.notice.is_some()
+        !self.ready.is_empty()
+            || !self.path_out.is_empty()
+            || !self.epoch_notices.is_empty()
+            || self.notice.is_some()
     }
 
     /// Changes [`NodeConfig::ack_delay`] (at most `rto_min` / 2). Zero also makes every
@@ -809,6 +908,11 @@ impl Node {
                 return Some((addr, out.len));
             }
         }
+        if !self.epoch_notices.is_empty()
+            && let Some(out) = self.transmit_epoch_notice(&mut buf[..limit])
+        {
+            return Some(out);
+        }
         if !self.path_out.is_empty()
             && let Some(out) = self.transmit_challenge(now, &mut buf[..limit])
         {
@@ -833,7 +937,8 @@ impl Node {
                 self.ready.push_back(id);
                 continue;
             }
-            let prefix = self.seal.as_mut().map(NodeSeal::next_prefix);
+            let dst_epoch = peer.dst_epoch();
+            let prefix = self.seal.as_mut().map(|seal| seal.next_prefix(dst_epoch));
             let flags = if prefix.is_some() { FLAG_SEALED } else { 0 };
             let header = Header { src: self.id.as_str(), dst: id.as_str(), flags };
             let writer = match &prefix {
@@ -871,10 +976,40 @@ impl Node {
         None
     }
 
+    /// Writes the next epoch notice waiting, if any can be written: a sealed datagram of one
+    /// `SEAL_MISMATCH` record whose seal carries this node's epoch, and the peer's as its
+    /// destination epoch (so the peer accepts it whatever it knew of this node).
+    fn transmit_epoch_notice(&mut self, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
+        while let Some((peer, addr, dst_epoch)) = self.epoch_notices.pop_front() {
+            let seal = self.seal.as_mut()?;
+            let prefix = seal.next_prefix(dst_epoch);
+            let header = Header { src: self.id.as_str(), dst: peer.as_str(), flags: FLAG_SEALED };
+            let Ok(mut writer) = DatagramWriter::new_sealed(buf, &header, &prefix) else {
+                continue;
+            };
+            if writer.push(&Record::SealMismatch(wire::SEAL_MISMATCH_STALE_EPOCH)).is_err() {
+                continue;
+            }
+            let written = writer.finish();
+            // A one-off cipher: the peer may have no slot here (rate-limited, so rare).
+            let cipher = seal.current.cipher(seal.aead, seal.epoch, header.src, header.dst);
+            let aad_len = header.encoded_len() + SEAL_PREFIX_LEN;
+            let Ok(len) = cipher.seal(prefix.counter, buf, aad_len, written.len) else {
+                continue;
+            };
+            self.env.stats.epoch_notices_sent += 1;
+            self.env.stats.datagrams_sent += 1;
+            self.env.stats.bytes_sent += len as u64;
+            return Some((addr, len));
+        }
+        None
+    }
+
     /// Writes the next path challenge waiting, if any can be written.
     fn transmit_challenge(&mut self, _now: Instant, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
         while let Some((id, addr, data)) = self.path_out.pop_front() {
-            let prefix = self.seal.as_mut().map(NodeSeal::next_prefix);
+            let dst_epoch = self.peers.get(&id).map_or(0, Peer::dst_epoch);
+            let prefix = self.seal.as_mut().map(|seal| seal.next_prefix(dst_epoch));
             let flags = if prefix.is_some() { FLAG_SEALED } else { 0 };
             let header = Header { src: self.id.as_str(), dst: id.as_str(), flags };
             let writer = match &prefix {
@@ -906,11 +1041,18 @@ impl Node {
 }
 
 impl NodeSeal {
-    /// The seal prefix of the next datagram; takes a counter.
-    fn next_prefix(&mut self) -> SealPrefix {
+    /// The seal prefix of the next datagram to a peer whose epoch, as far as this node
+    /// authenticated it, is `dst_epoch` (0: none yet); takes a counter.
+    fn next_prefix(&mut self, dst_epoch: u64) -> SealPrefix {
         let counter = self.counter;
         self.counter += 1;
-        SealPrefix { aead: self.aead.id(), key_id: self.current.id(), epoch: self.epoch, counter }
+        SealPrefix {
+            aead: self.aead.id(),
+            key_id: self.current.id(),
+            dst_epoch,
+            epoch: self.epoch,
+            counter,
+        }
     }
 
     /// Seals the datagram of `len` bytes in `buf` for the peer of `ps` (header `header`);

@@ -14,6 +14,8 @@ use crate::seal::{Aead, Cipher, ReplayWindow};
 use crate::time::Instant;
 use crate::wire::{DatagramWriter, PATH_DATA_LEN, Record, ReqSlots, Slots};
 
+use super::limit::{NODE_ANSWERS, PEER_CHALLENGES, TokenBucket};
+
 /// Addresses a peer may be challenged at concurrently (the oldest challenge gives way).
 const MAX_CHALLENGES: usize = 4;
 /// `PATH_RESPONSE`s owed to a peer at most (older ones give way).
@@ -31,6 +33,17 @@ struct Challenge {
     sent: Instant,
     /// Sends on the timer so far.
     tries: u32,
+}
+
+/// What [`Peer::challenge`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChallengeOutcome {
+    /// Send a challenge with these bytes to the address.
+    Send([u8; PATH_DATA_LEN]),
+    /// One went to the address less than a retransmission timeout ago: nothing to do.
+    NotDue,
+    /// One is due, but the peer's or the node's rate limit says no: nothing changed.
+    Limited,
 }
 
 /// The sealing state of one peer: our cipher towards it, its cipher towards us, and the
@@ -99,6 +112,8 @@ pub(crate) struct Peer {
     pub(crate) seal: Option<Box<PeerSeal>>,
     /// Path challenges in flight to addresses the peer's datagrams came from.
     challenges: [Option<Challenge>; MAX_CHALLENGES],
+    /// Rate limit of the challenges the peer's datagrams (or forgeries of them) start.
+    challenge_bucket: TokenBucket,
     /// `PATH_RESPONSE`s owed to the peer.
     responses: heapless::Vec<[u8; PATH_DATA_LEN], MAX_RESPONSES>,
     /// In the node's ready queue.
@@ -126,10 +141,17 @@ impl Peer {
             settle_abandoned: false,
             seal: None,
             challenges: [None; MAX_CHALLENGES],
+            challenge_bucket: TokenBucket::new(),
             responses: heapless::Vec::new(),
             in_ready: false,
             pending_since: None,
         }
+    }
+
+    /// The peer's epoch to name as the destination's in a sealed datagram: the newest one
+    /// authenticated from it, 0 if none yet.
+    pub(crate) fn dst_epoch(&self) -> u64 {
+        self.seal.as_ref().and_then(|s| s.epoch).unwrap_or(0)
     }
 
     /// Payloads accepted for this peer and not yet acknowledged.
@@ -202,21 +224,31 @@ impl Peer {
     }
 
     /// Whether a `PATH_CHALLENGE` should go to `addr` now: none is in flight there, or the
-    /// last one is older than a retransmission timeout. Returns the bytes to send (the same
-    /// ones again for a retransmission), taking fresh ones from `fresh` for a new address.
+    /// last one is older than a retransmission timeout, and both this peer's bucket and
+    /// `node_bucket` have a token (then one is taken from each). Returns the bytes to send
+    /// (the same ones again for a retransmission), taking fresh ones from `fresh` for a new
+    /// address. When limited, nothing changes: no challenge in flight gives way.
     pub(crate) fn challenge(
         &mut self,
         now: Instant,
         addr: SocketAddr,
+        node_bucket: &mut TokenBucket,
         fresh: impl FnOnce() -> [u8; PATH_DATA_LEN],
-    ) -> Option<[u8; PATH_DATA_LEN]> {
+    ) -> ChallengeOutcome {
         let timeout = self.rtt.timeout(0);
+        if self.challenges.iter().flatten().any(|c| c.addr == addr && now < c.sent + timeout) {
+            return ChallengeOutcome::NotDue;
+        }
+        if !self.challenge_bucket.has_token(now, PEER_CHALLENGES)
+            || !node_bucket.has_token(now, NODE_ANSWERS)
+        {
+            return ChallengeOutcome::Limited;
+        }
+        self.challenge_bucket.take(now, PEER_CHALLENGES);
+        node_bucket.take(now, NODE_ANSWERS);
         if let Some(c) = self.challenges.iter_mut().flatten().find(|c| c.addr == addr) {
-            if now < c.sent + timeout {
-                return None;
-            }
             c.sent = now;
-            return Some(c.data);
+            return ChallengeOutcome::Send(c.data);
         }
         let data = fresh();
         let slot = match self.challenges.iter().position(Option::is_none) {
@@ -235,7 +267,7 @@ impl Peer {
             }
         };
         self.challenges[slot] = Some(Challenge { addr, data, sent: now, tries: 0 });
-        Some(data)
+        ChallengeOutcome::Send(data)
     }
 
     /// A challenge whose retransmission timer expired: its address and bytes (a response

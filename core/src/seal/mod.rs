@@ -14,6 +14,44 @@
 //!   [`ReplayWindow`] over its counters; an older epoch, a counter seen already or one too
 //!   far behind is dropped and counted. The window is checked before the AEAD and committed
 //!   only after it, so a forgery changes nothing.
+//! * **Replays across the receiver's restarts**: those windows are in memory, so a receiver
+//!   that restarts has none. Every sealed datagram therefore also names the epoch of its
+//!   *destination*: the newest one the sender authenticated from it (its `dst_epoch`), and
+//!   the AEAD covers that field like the rest of the header. A receiver drops, before opening
+//!   it (`NodeStats::stale_dst_epoch`), a datagram whose `dst_epoch` is not 0 and not its own
+//!   epoch: it was sealed for another start of the receiver, and may be a capture replayed
+//!   into this one. A forger cannot move a datagram to another `dst_epoch` (the tag would
+//!   fail), so this cannot cut a receiver off from genuine traffic.
+//!
+//!   A sender switches at once: the first datagram it authenticates from a new epoch of the
+//!   peer makes every datagram it seals for that peer from then on (path challenges
+//!   included) carry that epoch. A sender that does not restart would otherwise keep naming
+//!   the receiver's previous start; so a receiver that drops a datagram for its `dst_epoch`,
+//!   if the datagram authenticates, answers it with a sealed datagram (one `SEAL_MISMATCH`
+//!   record of reason [`crate::wire::SEAL_MISMATCH_STALE_EPOCH`]) that carries its current
+//!   epoch; the sender adopts it and its next retransmission gets through. Those answers
+//!   are rate-limited (64 at once, 100 a second per node) and never answer an answer. A
+//!   flood of replayed captures can use that budget up and so delay the recovery of a
+//!   genuine sender while it lasts; it cannot make the receiver accept anything.
+//!
+//!   **Residual exposure.** `dst_epoch` 0 means "not known yet", and such datagrams are
+//!   accepted by every epoch of the receiver. A sender seals with 0 towards a peer only while
+//!   it knows no epoch of it: from its own start (or `Node::set_seal`) until it authenticates
+//!   the peer's first datagram, that is during its first round trip with the peer, and again
+//!   if it dropped the peer's entry from its table (only an idle entry is dropped). A datagram
+//!   sealed with 0 and captured can be replayed into any *later* start of the receiver and is
+//!   accepted there once (that start's replay window then has it), unless that start has
+//!   already authenticated a newer epoch of the sender (then it is a stale epoch), or this
+//!   counter of the same epoch. Such a datagram carries the opening of a session: slot
+//!   requests, statuses and announcements, path challenges and responses. It carries no
+//!   token: a sender gets slots only in a sealed grant from the receiver, which tells it the
+//!   receiver's epoch (and a token is bound to an incarnation of the receiver's previous
+//!   start, which a new start never granted: the exactly-once layer would not deliver it). So
+//!   the replay delivers nothing; it can make the new start take a peer slot for the sender,
+//!   at the replayer's address if it knew none (first contact), create a receive record and
+//!   send its grants there, sealed, until the sender's own traffic proves its real address
+//!   by a path challenge. An epoch of 0 in [`SealConfig`] would disable the check for that
+//!   node altogether: use epochs above 0.
 //! * **Rotation**: [`crate::node::Node::rotate_psk`] makes a new key the one datagrams are
 //!   sealed with, and keeps the old one accepted for a grace period; each datagram names its
 //!   key by a one-byte id taken from a hash of the key.
@@ -114,9 +152,11 @@ impl Aead {
 pub struct SealConfig {
     /// The pre-shared key, the same on every node of the system.
     pub psk: Psk,
-    /// This start's epoch: must grow from one start of the node to the next (the std
-    /// adapters take the wall clock in microseconds). Peers refuse datagrams of an epoch
-    /// older than the newest they authenticated from this node.
+    /// This start's epoch: must grow from one start of the node to the next, and be above 0
+    /// (0 means "unknown" in a datagram's destination epoch; the std adapters take the wall
+    /// clock in microseconds). Peers refuse datagrams of an epoch older than the newest they
+    /// authenticated from this node, and this node refuses datagrams that peers sealed for
+    /// another of its epochs.
     pub epoch: u64,
     /// The algorithm this node seals with.
     pub aead: Aead,

@@ -41,12 +41,14 @@
 //! | `04` | `ACK` | receiver incarnation (varint), range count (varint, 1..=[`MAX_ACK_RANGES`]), then per range: gap (varint), length − 1 (varint) |
 //! | `05` | `PATH_CHALLENGE` | 8 bytes the peer must echo from the address it was sent to |
 //! | `06` | `PATH_RESPONSE` | the 8 bytes of a `PATH_CHALLENGE`, echoed |
-//! | `07` | `SEAL_MISMATCH` | 1 byte: [`SEAL_MISMATCH_NO_KEY`] (the sender has no key and refuses sealed datagrams) or [`SEAL_MISMATCH_KEY_REQUIRED`] (the sender has a key and refuses plaintext) |
+//! | `07` | `SEAL_MISMATCH` | 1 byte: [`SEAL_MISMATCH_NO_KEY`] (the sender has no key and refuses sealed datagrams), [`SEAL_MISMATCH_KEY_REQUIRED`] (the sender has a key and refuses plaintext) or [`SEAL_MISMATCH_STALE_EPOCH`] (sealed only: the sender dropped a datagram sealed for another of its starts) |
 //!
-//! `SEAL_MISMATCH` is always sent alone, in a plaintext datagram, even by a node with a key:
-//! it is how a node tells a peer why it refuses its datagrams, so that the peer's application
-//! gets a reason instead of a silent timeout. Being unauthenticated, it only ever sets the
-//! receiver's [`crate::node::Node::last_refusal`]; nodes send it at most ten times a second.
+//! `SEAL_MISMATCH` is always sent alone. With reasons 1 and 2 it goes in a plaintext
+//! datagram, even from a node with a key: it is how a node tells a peer why it refuses its
+//! datagrams, so that the peer's application gets a reason instead of a silent timeout. Being
+//! unauthenticated, it only ever sets the receiver's [`crate::node::Node::last_refusal`];
+//! nodes send it at most ten times a second. Reason 3 goes sealed; what it carries is in its
+//! seal (see [Sealed datagrams](#sealed-datagrams)).
 //!
 //! `ACK` ranges are ascending, disjoint and not adjacent. A range's start is the end of the
 //! previous range (0 for the first) plus its gap; every gap but the first is at least 1 (touching
@@ -73,6 +75,7 @@
 //! | 1 + n | destination node id |
 //! | 1 | AEAD algorithm: `01` ChaCha20-Poly1305, `02` AES-256-GCM (each sender picks its own; a receiver opens either) |
 //! | 1 | key id: the first byte of SHA-256(`"a3m psk id"` ‖ key), so a receiver knows which of its keys (current, or the previous one during a rotation) to try, and tells a wrong key from a forgery |
+//! | 8 | destination epoch, big-endian: the newest epoch of the destination that the sender has authenticated (from a sealed datagram of the destination), or 0 if it has authenticated none yet |
 //! | 8 | epoch of the sender, big-endian: chosen at every start of the sender and growing from one start to the next (the std adapters take the wall clock in microseconds) |
 //! | 8 | counter, big-endian: one sequence per sender and epoch, shared by all its peers, never repeated |
 //! | m ≥ 1 | the records, encrypted |
@@ -86,9 +89,47 @@
 //! nonce is 4 zero bytes then the counter, big-endian; a key never sees a counter twice, so a
 //! nonce is never reused, across restarts included (a new epoch is a new key).
 //!
+//! The destination epoch is authenticated as associated data but is not part of the key, so
+//! a sender's key does not change when it learns that the receiver restarted, and a receiver
+//! has one key to try per sender epoch whatever the sender knew. It comes before the
+//! sender's epoch so that the prefix ends with what makes the nonce unique, the sender's
+//! epoch and counter.
+//!
 //! A receiver keeps, per peer, the newest epoch it authenticated and a sliding window over
 //! the counters of that epoch (see [`crate::seal::ReplayWindow`]): a datagram of an older
 //! epoch, with a counter it has seen, or with one too far behind the newest, is dropped.
+//! Those windows live in memory and start empty when the receiver restarts; the destination
+//! epoch is what protects a restarted receiver. A datagram whose destination epoch is not 0
+//! and is not the receiver's own epoch was sealed for another start of the receiver: it is
+//! dropped before it is opened, whatever its counter. So a datagram captured before the
+//! receiver restarted cannot be replayed to the new start, except one sealed with destination
+//! epoch 0: a sender uses 0 only while it knows no epoch of the receiver (its first round
+//! trip with it), and each such datagram can be replayed once into every later start of the
+//! receiver that has not yet authenticated that epoch of the sender (see [`crate::seal`] for
+//! the exact exposure).
+//!
+//! For example, the prefix of a datagram from `A` (epoch 100, counter 7) to `B`, whose epoch
+//! 200 `A` has authenticated, sealed with ChaCha20-Poly1305 under a key of id `1B`:
+//!
+//! ```text
+//! A3 4D 01 01                  magic, version 1, flags: sealed
+//! 01 41 01 42                  source "A", destination "B"
+//! 01 1B                        ChaCha20-Poly1305, key id 1B
+//! 00 00 00 00 00 00 00 C8      destination epoch 200
+//! 00 00 00 00 00 00 00 64      epoch 100
+//! 00 00 00 00 00 00 00 07      counter 7
+//! ...                          the records, encrypted, then the 16-byte tag
+//! ```
+//!
+//! A node that drops a datagram for its destination epoch tells the sender its current epoch
+//! (else a sender that does not restart would keep sealing for the receiver's previous start
+//! for ever): if the datagram authenticates, and is not itself such an answer, it answers with
+//! a sealed datagram of one `SEAL_MISMATCH` record of reason
+//! [`SEAL_MISMATCH_STALE_EPOCH`], whose destination epoch is the epoch of the dropped
+//! datagram's sender. Its seal carries the receiver's current epoch, authenticated, which the
+//! sender adopts at once; the record itself means nothing else. These answers go at most
+//! 64 at once and 100 a second per node, as path challenges do (they answer datagrams the
+//! node did not accept, so they must not be a reflector).
 //!
 //! # Example
 //!
@@ -157,8 +198,8 @@ pub const FLAG_SEALED: u8 = 0x01;
 /// Flag bits defined by this version.
 const KNOWN_FLAGS: u8 = FLAG_SEALED;
 /// Bytes between a sealed datagram's header and its encrypted records: algorithm, key id,
-/// epoch and counter.
-pub const SEAL_PREFIX_LEN: usize = 18;
+/// destination epoch, epoch and counter.
+pub const SEAL_PREFIX_LEN: usize = 26;
 /// Bytes of the AEAD tag at the end of a sealed datagram.
 pub const SEAL_TAG_LEN: usize = 16;
 /// Bytes sealing adds to a datagram: [`SEAL_PREFIX_LEN`] + [`SEAL_TAG_LEN`].
@@ -167,6 +208,10 @@ pub const SEAL_OVERHEAD: usize = SEAL_PREFIX_LEN + SEAL_TAG_LEN;
 pub const SEAL_MISMATCH_NO_KEY: u8 = 1;
 /// `SEAL_MISMATCH` reason: the sender has a key and refuses plaintext datagrams.
 pub const SEAL_MISMATCH_KEY_REQUIRED: u8 = 2;
+/// `SEAL_MISMATCH` reason, only ever in a sealed datagram: the sender dropped a datagram
+/// sealed for another of its epochs (see [Sealed datagrams](self#sealed-datagrams)); the
+/// seal of this one carries its current epoch.
+pub const SEAL_MISMATCH_STALE_EPOCH: u8 = 3;
 /// Bytes of a `PATH_CHALLENGE` or `PATH_RESPONSE` record's data.
 pub const PATH_DATA_LEN: usize = 8;
 
@@ -671,6 +716,8 @@ pub struct SealedDatagram<'a> {
     pub aead: u8,
     /// The key id.
     pub key_id: u8,
+    /// The destination's epoch as the sender knows it (0: it knows none yet).
+    pub dst_epoch: u64,
     /// The sender's epoch.
     pub epoch: u64,
     /// The sender's counter: the nonce.
@@ -694,6 +741,7 @@ pub fn decode_sealed(input: &[u8]) -> Result<SealedDatagram<'_>, DecodeError> {
     let mut r = Reader::new(&input[len..]);
     let aead = r.u8()?;
     let key_id = r.u8()?;
+    let dst_epoch = r.bytes(8)?;
     let epoch = r.bytes(8)?;
     let counter = r.bytes(8)?;
     let rest = r.rest();
@@ -708,6 +756,7 @@ pub fn decode_sealed(input: &[u8]) -> Result<SealedDatagram<'_>, DecodeError> {
         header,
         aead,
         key_id,
+        dst_epoch: be(dst_epoch),
         epoch: be(epoch),
         counter: be(counter),
         aad_len: len + SEAL_PREFIX_LEN,

@@ -106,6 +106,8 @@ pub struct SealPrefix {
     pub aead: u8,
     /// Key id.
     pub key_id: u8,
+    /// The destination's newest epoch the sender authenticated, 0 if none yet.
+    pub dst_epoch: u64,
     /// The sender's epoch.
     pub epoch: u64,
     /// The sender's counter (the nonce).
@@ -140,6 +142,7 @@ impl<'b> DatagramWriter<'b> {
         let mut this = Self::start(&mut buf[..end], header)?;
         this.w.u8(prefix.aead);
         this.w.u8(prefix.key_id);
+        this.w.bytes(&prefix.dst_epoch.to_be_bytes());
         this.w.bytes(&prefix.epoch.to_be_bytes());
         this.w.bytes(&prefix.counter.to_be_bytes());
         Ok(this)

@@ -206,9 +206,12 @@ impl SimNode for Attacked {
             if challenge_only {
                 self.stats.challenges_to_attacker += 1;
             } else if self.node.is_sealed()
-                && wire::decode_sealed(&buf[..len]).is_ok_and(|s| s.ciphertext.len() == 9)
+                && wire::decode_sealed(&buf[..len])
+                    .is_ok_and(|s| s.ciphertext.len() == 9 || s.ciphertext.len() == 2)
             {
-                // A sealed datagram of one 9-byte record: a sealed path challenge.
+                // A sealed datagram of one 9-byte record: a sealed path challenge; of one
+                // 2-byte record: an epoch notice (answering a replay sealed for another
+                // epoch of the node).
                 self.stats.challenges_to_attacker += 1;
             } else {
                 self.stats.victim_to_attacker += 1;
