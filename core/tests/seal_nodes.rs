@@ -155,12 +155,18 @@ fn each_bad_datagram_is_dropped_with_its_own_counter_and_changes_nothing() {
     let attacker = addr("10.0.0.66:6666");
     let peers = p.b.peer_count();
     let before = drops(p.b.stats());
-    let now = p.now;
     let home = p.a_addr;
 
     let check = |p: &mut Pair, name: &str, bytes: &[u8], from: SocketAddr, counter: usize| {
-        // Only a plaintext datagram gets an answer: the notice saying why it is refused.
-        let notice = counter == 1;
+        // Only a plaintext datagram and one sealed with an unknown key get an answer: the
+        // (plaintext) notice saying why they are refused.
+        let now = p.now;
+        let reason = match counter {
+            1 => Some(a3m_core::wire::SEAL_MISMATCH_KEY_REQUIRED),
+            3 => Some(a3m_core::wire::SEAL_MISMATCH_UNKNOWN_KEY),
+            _ => None,
+        };
+        let notice = reason.is_some();
         let before = drops(p.b.stats());
         p.b.handle_datagram(now, from, bytes);
         let after = drops(p.b.stats());
@@ -175,7 +181,10 @@ fn each_bad_datagram_is_dropped_with_its_own_counter_and_changes_nothing() {
             assert!(notice, "{name}");
             assert_eq!(to, from);
             let d = a3m_core::wire::decode_datagram(&buf[..len]).unwrap();
-            assert!(matches!(d.records().next(), Some(a3m_core::wire::Record::SealMismatch(2))));
+            let told = d.records().next();
+            assert!(
+                matches!(told, Some(a3m_core::wire::Record::SealMismatch(r)) if Some(r) == reason)
+            );
         }
         assert!(p.b.poll_transmit(now, &mut buf).is_none(), "{name}");
     };
@@ -221,6 +230,8 @@ fn each_bad_datagram_is_dropped_with_its_own_counter_and_changes_nothing() {
     other.send(1);
     let wrong_key = other.captured[0].clone();
     check(&mut p, "wrong key", &wrong_key, attacker, 3);
+    // (Notices are rate-limited: the next one may go out only 100 ms later.)
+    p.now += Duration::from_millis(200);
     // An older epoch of the peer (a previous start), authenticated but stale.
     let mut old = Pair::new(Some(KEY), Some(KEY));
     old.a = sealed("a", Some(KEY), 99, Aead::ChaCha20Poly1305);
@@ -296,6 +307,10 @@ fn mismatched_configurations_are_refused_with_a_reason() {
     p.pump();
     assert_eq!(p.delivered(), 0);
     assert!(p.b.stats().sealed_unknown_key + p.b.stats().sealed_bad_tag > 0);
+    if p.b.stats().sealed_unknown_key > 0 {
+        // b told a, in plaintext, that it has another key.
+        assert_eq!(p.a.last_refusal().unwrap().reason, RefusalReason::PeerHasOtherKey);
+    }
 }
 
 #[test]
@@ -376,7 +391,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     /// Any change to a sealed datagram (flips, cuts, extensions, from any address) is
-    /// dropped without delivery, output, or a change of the peer's address.
+    /// dropped without delivery, output (but a mismatch notice), or a change of the peer's
+    /// address.
     #[test]
     fn mutated_sealed_datagrams_change_nothing(
         flips in proptest::collection::vec((0usize..2000, 0u8..8), 0..4),
@@ -405,6 +421,16 @@ proptest! {
         prop_assert_eq!(p.b.peer_count(), peers);
         prop_assert_eq!(p.b.peer_addr(&id("a")), Some(p.a_addr));
         if d != original {
+            // At most the rate-limited notice of a mismatch (a changed key id reads as a
+            // key b does not have), and nothing else.
+            let mut buf = [0u8; 256];
+            if let Some((to, len)) = p.b.poll_transmit(p.now, &mut buf) {
+                prop_assert_eq!(to, from);
+                let notice = a3m_core::wire::decode_datagram(&buf[..len]).unwrap();
+                prop_assert_eq!(notice.record_count(), 1);
+                let told = notice.records().next();
+                prop_assert!(matches!(told, Some(a3m_core::wire::Record::SealMismatch(_))));
+            }
             prop_assert!(!p.b.wants_transmit());
         }
     }

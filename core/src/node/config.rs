@@ -313,6 +313,8 @@ pub enum RefusalReason {
     PeerHasNoKey,
     /// The peer says it has a key and refuses this node's plaintext datagrams.
     PeerRequiresKey,
+    /// The peer says it has a key, but not the one this node seals with.
+    PeerHasOtherKey,
 }
 
 impl fmt::Display for Refusal {
@@ -331,6 +333,10 @@ impl fmt::Display for Refusal {
             }
             RefusalReason::PeerRequiresKey => {
                 "has a key and refuses this node's plaintext datagrams (give this node the \
+                 same key file)"
+            }
+            RefusalReason::PeerHasOtherKey => {
+                "has another key and refuses this node's sealed datagrams (give both nodes the \
                  same key file)"
             }
         };

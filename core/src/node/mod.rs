@@ -520,6 +520,9 @@ impl Node {
                 wire::SEAL_MISMATCH_KEY_REQUIRED if self.seal.is_none() => {
                     RefusalReason::PeerRequiresKey
                 }
+                wire::SEAL_MISMATCH_UNKNOWN_KEY if self.seal.is_some() => {
+                    RefusalReason::PeerHasOtherKey
+                }
                 _ => return,
             };
             self.refuse(reason, src, from);
@@ -604,7 +607,9 @@ impl Node {
             .map(|(k, _)| k);
         if current.is_none() && previous.is_none() {
             stats.sealed_unknown_key += 1;
-            self.refuse(RefusalReason::UnknownKey, src, from);
+            self.refuse(RefusalReason::UnknownKey, src.clone(), from);
+            // Plaintext: a peer sealing with another key could not open a sealed notice.
+            self.notify_mismatch(now, src, from, wire::SEAL_MISMATCH_UNKNOWN_KEY);
             return;
         }
         let mut scratch = core::mem::take(&mut self.scratch);

@@ -41,7 +41,7 @@
 //! | `04` | `ACK` | receiver incarnation (varint), range count (varint, 1..=[`MAX_ACK_RANGES`]), then per range: gap (varint), length − 1 (varint) |
 //! | `05` | `PATH_CHALLENGE` | 8 bytes the peer must echo from the address it was sent to |
 //! | `06` | `PATH_RESPONSE` | the 8 bytes of a `PATH_CHALLENGE`, echoed |
-//! | `07` | `SEAL_MISMATCH` | 1 byte: [`SEAL_MISMATCH_NO_KEY`] (the sender has no key and refuses sealed datagrams), [`SEAL_MISMATCH_KEY_REQUIRED`] (the sender has a key and refuses plaintext) or [`SEAL_MISMATCH_STALE_EPOCH`] (sealed only: the sender dropped a datagram sealed for another of its starts) |
+//! | `07` | `SEAL_MISMATCH` | 1 byte: [`SEAL_MISMATCH_NO_KEY`] (the sender has no key and refuses sealed datagrams), [`SEAL_MISMATCH_KEY_REQUIRED`] (the sender has a key and refuses plaintext) [`SEAL_MISMATCH_STALE_EPOCH`] (sealed only: the sender dropped a datagram sealed for another of its starts) or [`SEAL_MISMATCH_UNKNOWN_KEY`] (the sender has a key, but not the one the refused datagram was sealed with) |
 //!
 //! `SEAL_MISMATCH` is always sent alone. With reasons 1 and 2 it goes in a plaintext
 //! datagram, even from a node with a key: it is how a node tells a peer why it refuses its
@@ -212,6 +212,9 @@ pub const SEAL_MISMATCH_KEY_REQUIRED: u8 = 2;
 /// sealed for another of its epochs (see [Sealed datagrams](self#sealed-datagrams)); the
 /// seal of this one carries its current epoch.
 pub const SEAL_MISMATCH_STALE_EPOCH: u8 = 3;
+/// `SEAL_MISMATCH` reason, in a plaintext datagram: the sender has a key, but not the one
+/// the refused datagram was sealed with (its key id is unknown there).
+pub const SEAL_MISMATCH_UNKNOWN_KEY: u8 = 4;
 /// Bytes of a `PATH_CHALLENGE` or `PATH_RESPONSE` record's data.
 pub const PATH_DATA_LEN: usize = 8;
 
