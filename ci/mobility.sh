@@ -16,6 +16,12 @@
 # moved node with no IPv4 address at all, which nothing can survive; those runs are reported
 # but not judged).
 #
+# Every run is made plain and sealed: MOB_SEALED="0 1" (default; "0" or "1" for one pass). A
+# sealed run gives push and pull `--key-file` with a key made for this script run (64 hex
+# digits from /dev/urandom, mode 0600, in the private log directory): with sealing on, a moved
+# peer's new address is adopted only after an authenticated, non-replayed datagram and a path
+# challenge answered from there (issue 15), and the run is judged by the same bound.
+#
 # For each run: messages delivered (pull's own count), complete or not, and the gap: from the
 # change (the `ip addr del`, the link coming back up, or the new address appearing) until
 # datagrams reach the pull process again at a tenth of the stream's earlier rate or more,
@@ -40,6 +46,7 @@ MOVE_AFTER=${MOB_MOVE_AFTER:-1}
 BLACKOUT=${MOB_BLACKOUT:-10}
 OFFLINE=${MOB_OFFLINE:-2}
 SAMPLE=${MOB_SAMPLE:-0.02}
+SEALED=${MOB_SEALED:-0 1}
 BOUND=${MOB_BOUND:-1.0}
 QUIET=${MOB_QUIET_TIMEOUT:-$((5 + BLACKOUT))}
 
@@ -60,6 +67,20 @@ else
 fi
 
 LOGS=$(mktemp -d /tmp/a3m-mobility.XXXXXX)
+KEY=$LOGS/psk
+case " $SEALED " in
+    *" 1 "*)
+        (
+            umask 077
+            {
+                echo "# a3m pre-shared key for ci/mobility.sh"
+                od -An -tx1 -N32 /dev/urandom | tr -d ' \n'
+                echo
+            } >"$KEY"
+        )
+        chmod 600 "$KEY"
+        ;;
+esac
 NAMESPACES=()
 PIDS=()
 cleanup() {
@@ -135,11 +156,13 @@ FAILED=0
 RESULTS=()
 RUN=0
 
-# One run: variant $1, promote_secondaries $2 (1 or 0).
+# One run: variant $1, promote_secondaries $2 (1 or 0), sealed $3 (1 or 0).
 run() {
-    local variant=$1 promote=$2
+    local variant=$1 promote=$2 sealed=$3
     RUN=$((RUN + 1))
-    local A="a3m-mob-a-$$-$RUN" B="a3m-mob-b-$$-$RUN" dir="$LOGS/$RUN-$variant$promote"
+    local A="a3m-mob-a-$$-$RUN" B="a3m-mob-b-$$-$RUN" dir="$LOGS/$RUN-$variant$promote-s$sealed"
+    local -a key=()
+    [ "$sealed" = 1 ] && key=(--key-file "$KEY")
     mkdir -p "$dir"
     NAMESPACES+=("$A" "$B")
     ip netns add "$A"
@@ -161,11 +184,11 @@ run() {
     local pull_bind=10.77.0.2:7001
     case $variant in b | c) pull_bind=0.0.0.0:7001 ;; esac
     ip netns exec "$B" "$BIN/pull" --node B --bind "$pull_bind" --tag sink --count "$COUNT" \
-        --timeout "$QUIET" >"$dir/pull.out" 2>"$dir/pull.err" &
+        --timeout "$QUIET" --stats "${key[@]}" >"$dir/pull.out" 2>"$dir/pull.err" &
     local pull=$!
     PIDS+=("$pull")
     ip netns exec "$A" "$BIN/push" --node A --bind 0.0.0.0:0 --peer B=10.77.0.2:7001 \
-        --link B/sink --count "$COUNT" --size 100 --timeout $((QUIET + 2)) \
+        --link B/sink --count "$COUNT" --size 100 --timeout $((QUIET + 2)) --stats "${key[@]}" \
         >"$dir/push.out" 2>"$dir/push.err" &
     local push=$!
     PIDS+=("$push")
@@ -268,7 +291,7 @@ run() {
     local line
     local total
     total=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", (a == "" ? 0 : b - a) }')
-    line="$(printf '%-2s' "$variant") promote=$promote delivered=$delivered/$COUNT"
+    line="$(printf '%-2s' "$variant") sealed=$sealed promote=$promote delivered=$delivered/$COUNT"
     line+=" complete=$complete pull_rc=$pull_rc push_rc=$push_rc gap_ms=$gap"
     line+=" longest_stall_ms=$stall total_s=$total $verdict${note:+ ($note)}"
     echo "$line"
@@ -279,15 +302,24 @@ run() {
     ip netns del "$B"
 }
 
-for variant in $VARIANTS; do
-    case $variant in
-        a | b | c) for p in $PROMOTE; do run "$variant" "$p"; done ;;
-        d | e) run "$variant" 1 ;;
-        *)
-            echo "unknown variant $variant"
-            exit 2
-            ;;
+for sealed in $SEALED; do
+    case $sealed in 0 | 1) ;; *)
+        echo "MOB_SEALED: expected 0 and/or 1, not $sealed"
+        exit 2
+        ;;
     esac
+done
+for sealed in $SEALED; do
+    for variant in $VARIANTS; do
+        case $variant in
+            a | b | c) for p in $PROMOTE; do run "$variant" "$p" "$sealed"; done ;;
+            d | e) run "$variant" 1 "$sealed" ;;
+            *)
+                echo "unknown variant $variant"
+                exit 2
+                ;;
+        esac
+    done
 done
 
 echo

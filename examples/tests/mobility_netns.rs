@@ -17,6 +17,13 @@
 //! node is left with no address at all (`ci/mobility.sh` runs that case as well, and reports
 //! it). `ci/mobility.sh` runs the same scenarios with 8 M messages and a 10 s blackout.
 //!
+//! Every case runs twice: plain, and sealed (`*_sealed`: both programs get `--key-file` with a
+//! fresh pre-shared key, written with mode 0600 into a directory of the test's own, issue 15).
+//! With sealing on, a moved peer's new address is adopted only after an authenticated,
+//! non-replayed datagram and a path challenge answered from there (`a3m_core::node`), and the
+//! sealed case is held to the same bounds. Each test prints how long delivery took to resume
+//! after the change, and the two programs' path and sealing counters (`--stats`).
+//!
 //! Needs root and `ip netns`: without them each test prints why and returns. The programs are
 //! the example binaries `cargo test` builds (target/PROFILE/examples/push and pull, beside this
 //! test's own directory), or release ones if newer (`cargo build --release --example push
@@ -54,14 +61,26 @@ static SERIAL: Mutex<()> = Mutex::new(());
 /// The push node (A, bound to 0.0.0.0) moves: 10.77.0.1 -> 10.77.0.3.
 #[test]
 fn sender_moves_without_rebind() {
-    scenario(Change::SenderMoves);
+    scenario(Change::SenderMoves, false);
+}
+
+/// [`sender_moves_without_rebind`] with sealed datagrams.
+#[test]
+fn sender_moves_without_rebind_sealed() {
+    scenario(Change::SenderMoves, true);
 }
 
 /// The pull node (B, bound to 0.0.0.0:7001) moves: 10.77.0.2 -> 10.77.0.4. Push only knows
 /// B=10.77.0.2:7001 and must learn the new address from B's datagrams.
 #[test]
 fn receiver_moves_without_rebind() {
-    scenario(Change::ReceiverMoves);
+    scenario(Change::ReceiverMoves, false);
+}
+
+/// [`receiver_moves_without_rebind`] with sealed datagrams.
+#[test]
+fn receiver_moves_without_rebind_sealed() {
+    scenario(Change::ReceiverMoves, true);
 }
 
 /// Both move, A first, then B [`BOTH_MOVE_GAP`] later: each one's only known address of the
@@ -70,21 +89,39 @@ fn receiver_moves_without_rebind() {
 /// address. Finding peers anew is discovery's job.)
 #[test]
 fn both_move_without_rebind() {
-    scenario(Change::BothMove);
+    scenario(Change::BothMove, false);
+}
+
+/// [`both_move_without_rebind`] with sealed datagrams.
+#[test]
+fn both_move_without_rebind_sealed() {
+    scenario(Change::BothMove, true);
 }
 
 /// A's link goes down for [`BLACKOUT`], then up: delivery resumes within [`RESUME_BOUND`]
 /// of the link coming back.
 #[test]
 fn blackout_heals_within_a_second() {
-    scenario(Change::Blackout);
+    scenario(Change::Blackout, false);
+}
+
+/// [`blackout_heals_within_a_second`] with sealed datagrams.
+#[test]
+fn blackout_heals_within_a_second_sealed() {
+    scenario(Change::Blackout, true);
 }
 
 /// A loses its only address, and gets 10.77.0.3 [`OFFLINE`] later: delivery resumes within
 /// [`RESUME_BOUND`] of the new address appearing.
 #[test]
 fn sender_gets_a_new_address_after_losing_its_own() {
-    scenario(Change::SenderReaddressed);
+    scenario(Change::SenderReaddressed, false);
+}
+
+/// [`sender_gets_a_new_address_after_losing_its_own`] with sealed datagrams.
+#[test]
+fn sender_gets_a_new_address_after_losing_its_own_sealed() {
+    scenario(Change::SenderReaddressed, true);
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +150,51 @@ impl Change {
             Change::ReceiverMoves | Change::BothMove => "0.0.0.0:7001",
             _ => "10.77.0.2:7001",
         }
+    }
+}
+
+/// One test: a change, with or without sealing.
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    change: Change,
+    /// Both programs seal their datagrams with a pre-shared key (`--key-file`).
+    sealed: bool,
+}
+
+impl std::fmt::Display for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} {}", self.change, if self.sealed { "sealed" } else { "plain" })
+    }
+}
+
+/// A fresh pre-shared key in a file of its own (mode 0600, in a directory only the test's
+/// user may enter), removed with its directory on drop.
+struct KeyFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl KeyFile {
+    fn new(tag: &str) -> KeyFile {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let dir = std::env::temp_dir().join(format!("a3m-mt-key-{}-{tag}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .unwrap_or_else(|e| panic!("key directory {}: {e}", dir.display()));
+        let path = dir.join("psk");
+        let key = a3m::keyfile::generate_key().expect("a fresh key");
+        a3m::keyfile::write_key_file(&path, &key).expect("write the key file");
+        let mode = fs::metadata(&path).expect("key file").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "key file {} has mode {mode:03o}", path.display());
+        KeyFile { dir, path }
+    }
+}
+
+impl Drop for KeyFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -397,7 +479,7 @@ fn resumed_at(samples: &[Sample], reference: Instant, rate: f64) -> Option<Insta
 
 /// Stops everything and panics with `why`, the processes' output and the last samples.
 fn fail(
-    change: Change,
+    case: Case,
     pair: &mut Pair,
     stop: &AtomicBool,
     samples: Option<&[Sample]>,
@@ -411,7 +493,7 @@ fn fail(
         }
     }
     thread::sleep(Duration::from_millis(100)); // the output threads finish
-    let mut report = format!("{change:?}: {why}\n{}", pair.addresses());
+    let mut report = format!("{case}: {why}\n{}", pair.addresses());
     for proc in &pair.procs {
         report += &proc.report();
     }
@@ -428,23 +510,32 @@ fn fail(
     panic!("{report}");
 }
 
-fn scenario(change: Change) {
+fn scenario(change: Change, sealed: bool) {
+    let case = Case { change, sealed };
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let programs = match prerequisites() {
         Ok(programs) => programs,
         Err(why) => {
-            eprintln!("mobility_netns {change:?}: skipped: {why}");
+            eprintln!("mobility_netns {case}: skipped: {why}");
             return;
         }
     };
     let count = programs.count;
-    eprintln!("mobility_netns {change:?}: {count} messages, programs {}", programs.push.display());
-    let mut pair = Pair::new(change.tag());
+    eprintln!("mobility_netns {case}: {count} messages, programs {}", programs.push.display());
+    let tag = format!("{}{}", change.tag(), if sealed { "-k" } else { "" });
+    // Declared before the pair: the processes are gone before their key file is.
+    let key = sealed.then(|| KeyFile::new(&tag));
+    let mut pair = Pair::new(&tag);
     let (a, b) = (pair.a.clone(), pair.b.clone());
 
     let quiet = (BLACKOUT + Duration::from_secs(10)).as_secs().to_string();
     let args = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let pull_args = args(&[
+    let key_args = match &key {
+        Some(key) => args(&["--key-file", &key.path.to_string_lossy()]),
+        None => vec![],
+    };
+    let mut pull_args = args(&[
+        "--stats",
         "--node",
         "B",
         "--bind",
@@ -456,9 +547,11 @@ fn scenario(change: Change) {
         "--timeout",
         &quiet,
     ]);
+    pull_args.extend(key_args.iter().cloned());
     pair.procs.push(Proc::spawn("pull", &b, &programs.pull, &pull_args));
     let pull_pid = pair.procs[0].child.id();
-    let push_args = args(&[
+    let mut push_args = args(&[
+        "--stats",
         "--node",
         "A",
         "--bind",
@@ -474,11 +567,12 @@ fn scenario(change: Change) {
         "--timeout",
         "30",
     ]);
+    push_args.extend(key_args);
     pair.procs.push(Proc::spawn("push", &a, &programs.push, &push_args));
 
     let stop = Arc::new(AtomicBool::new(false));
     let fail = |pair: &mut Pair, stop: &AtomicBool, samples: Option<&[Sample]>, why: String| {
-        fail(change, pair, stop, samples, why)
+        fail(case, pair, stop, samples, why)
     };
 
     // The stream starts once pull is linked.
@@ -594,17 +688,78 @@ fn scenario(change: Change) {
     thread::sleep(Duration::from_millis(50)); // the output threads finish
     let gap = resumed.unwrap() - reference;
     eprintln!(
-        "mobility_netns {change:?}: {ran:?} of stream before the change, delivery resumed \
+        "mobility_netns {case}: {ran:?} of stream before the change, delivery resumed \
          {gap:?} after it, done {:?} after it\n{addresses}",
         finished - reference
     );
     let (pull, push) = (&pair.procs[0], &pair.procs[1]);
+    let (pull_stats, push_stats) = (pull.stats(), push.stats());
+    for (name, stats) in [("pull", &pull_stats), ("push", &push_stats)] {
+        eprintln!("  {name}: {}", shown(stats.as_ref()));
+    }
+    eprintln!("mobility_netns {case}: RECOVERY {:.1} ms", gap.as_secs_f64() * 1e3);
     let complete = pull.printed(&format!("pull received={count} in_order=true duplicates=0"));
     if !complete || !pull.status.unwrap().success() || !push.status.unwrap().success() {
         fail(&mut pair, &stop, None, "SAFETY: pull and push must exit 0".into());
     }
     assert!(
         gap <= RESUME_BOUND,
-        "LIVENESS: delivery resumed {gap:?} after the change, more than {RESUME_BOUND:?}"
+        "{case}: LIVENESS: delivery resumed {gap:?} after the change, more than {RESUME_BOUND:?}"
     );
+    // A sealed case must really have been sealed, and a plain one not.
+    for (name, stats) in [("pull", &pull_stats), ("push", &push_stats)] {
+        let opened = stats.as_ref().and_then(|s| counter(s, "sealed_opened"));
+        assert!(
+            if sealed { opened > Some(0) } else { opened == Some(0) },
+            "{case}: {name} opened {opened:?} sealed datagrams"
+        );
+    }
+}
+
+/// The counters of a program's `--stats` line (`NAME transport: NodeStats { field: N, .. }`).
+type Stats = Vec<(String, u64)>;
+
+/// One counter of `stats`.
+fn counter(stats: &Stats, name: &str) -> Option<u64> {
+    stats.iter().find(|(n, _)| n == name).map(|&(_, v)| v)
+}
+
+/// The counters that tell how an address change was taken, from `stats`.
+fn shown(stats: Option<&Stats>) -> String {
+    const SHOWN: &[&str] = &[
+        "address_changes",
+        "path_challenges_sent",
+        "path_responses_sent",
+        "path_validated",
+        "path_unverified",
+        "sealed_opened",
+        "replayed",
+        "replay_too_old",
+        "sealed_bad_tag",
+        "tokens_retransmitted",
+        "probe_timeouts",
+        "reqslots_sent",
+    ];
+    let Some(stats) = stats else { return "no --stats line".into() };
+    let shown: Vec<String> =
+        SHOWN.iter().filter_map(|name| Some(format!("{name}={}", counter(stats, name)?))).collect();
+    shown.join(" ")
+}
+
+impl Proc {
+    /// The counters the program printed with `--stats`, if it did.
+    fn stats(&self) -> Option<Stats> {
+        let lines = self.stderr.lock().unwrap();
+        let line = lines.iter().rev().find(|l| l.contains(" transport: NodeStats {"))?;
+        let fields = line.split_once('{')?.1.trim_end().trim_end_matches('}');
+        Some(
+            fields
+                .split(',')
+                .filter_map(|field| {
+                    let (name, value) = field.split_once(':')?;
+                    Some((name.trim().to_string(), value.trim().parse().ok()?))
+                })
+                .collect(),
+        )
+    }
 }
