@@ -25,10 +25,10 @@
 //! after the change, and the two programs' path and sealing counters (`--stats`).
 //!
 //! Needs root and `ip netns`: without them each test prints why and returns. The programs are
-//! the example binaries `cargo test` builds (target/PROFILE/examples/push and pull, beside this
-//! test's own directory), or release ones if newer (`cargo build --release --example push
-//! --example pull`), or those in `A3M_MOBILITY_BIN_DIR`; `A3M_MOBILITY_COUNT` changes the
-//! message count. The tests run one at a time (they time things).
+//! the example binaries of this test's profile (target/PROFILE/examples/push and pull, built
+//! by the test through cargo if stale), or those in `A3M_MOBILITY_BIN_DIR` (for example
+//! release ones); `A3M_MOBILITY_COUNT` changes the message count. The tests run one at a time
+//! (they time things).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -36,7 +36,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// Delivery must resume this soon after the change (the bound).
 const RESUME_BOUND: Duration = Duration::from_secs(1);
@@ -244,25 +244,23 @@ fn programs_dir() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     // target/PROFILE/deps/this-test
     let profile = exe.parent().and_then(Path::parent).ok_or("unexpected test path")?;
-    let mut candidates = vec![profile.join("examples")];
-    if let Some(target) = profile.parent() {
-        candidates.push(target.join("release").join("examples"));
+    // Always through cargo (a no-op when they are fresh): a run filtered with `--test`
+    // builds no examples, and stale ones would be tested silently.
+    let target = profile.parent().ok_or("unexpected test path")?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "-p", "a3m-examples", "--example", "push", "--example", "pull"])
+        .arg("--target-dir")
+        .arg(target);
+    if profile.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
     }
-    let built = |dir: &PathBuf| -> Option<SystemTime> {
-        let time = |name| fs::metadata(dir.join(name)).and_then(|m| m.modified()).ok();
-        Some(time("push")?.min(time("pull")?))
-    };
-    candidates
-        .into_iter()
-        .filter_map(|dir| Some((built(&dir)?, dir)))
-        .max_by_key(|(time, _)| *time)
-        .map(|(_, dir)| dir)
-        .ok_or_else(|| {
-            format!(
-                "no push/pull binaries beside {} (`cargo build --example push --example pull`)",
-                profile.display()
-            )
-        })
+    match build.status() {
+        Ok(status) if status.success() => Ok(profile.join("examples")),
+        other => Err(format!("building push and pull: {other:?}")),
+    }
 }
 
 /// Runs `ip ARGS`, panicking with its error output if it fails.

@@ -100,6 +100,9 @@ struct Request {
     start: u64,
     count: u32,
     sends: u32,
+    /// Sends made before the path last changed: the backoff counts only those after, as
+    /// those before waited for a path that is gone.
+    sends_before_move: u32,
     last_sent: Instant,
     /// Must be (re)transmitted.
     due: bool,
@@ -298,6 +301,7 @@ impl SendRecord {
             start: self.granted_end,
             count: count as u32,
             sends: 0,
+            sends_before_move: 0,
             last_sent: Instant::ZERO,
             due: true,
         });
@@ -550,6 +554,7 @@ impl SendRecord {
         self.pto_count = 0;
         if let Some(request) = &mut self.request {
             request.due = true;
+            request.sends_before_move = request.sends;
         }
         if self.bytes_in_flight > 0 {
             self.queue_probes();
@@ -721,8 +726,9 @@ impl SendRecord {
     /// When the outstanding request is sent again: after a probe timeout (a lost request
     /// or grant stops the stream once the envelopes run out, and a request is small).
     fn request_at(&self, env: &Env, rtt: &Rtt) -> Option<Instant> {
-        let request = self.request.filter(|r| !r.due && r.sends > 0)?;
-        Some(request.last_sent + rtt.probe_timeout(request.sends - 1, env.params.ack_delay))
+        let request = self.request.filter(|r| !r.due && r.sends > r.sends_before_move)?;
+        let backoff = request.sends - request.sends_before_move - 1;
+        Some(request.last_sent + rtt.probe_timeout(backoff, env.params.ack_delay))
     }
 
     /// Loss, probe, request and idle timers.
@@ -880,6 +886,33 @@ mod tests {
         assert_eq!(output(&mut s, &mut env, quiet), vec![refresh]);
         assert!(!s.has_output());
         assert_eq!(s.deadline(&env, &rtt), Some(t2 + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_path_change_restarts_the_backoff_of_an_unanswered_request() {
+        let mut env = env(config());
+        let rtt = rtt(&env);
+        let mut s = SendRecord::new(&env, T0);
+        submit(&mut s, &mut env, b"x");
+        let request = Rec::ReqSlots(ReqSlots { start: 100, count: 3, lowest: 100 });
+        assert_eq!(output(&mut s, &mut env, T0), vec![request.clone()]);
+        // Unanswered (the path is gone): each resend waits twice as long as the one before.
+        let mut now = T0;
+        let mut waits = Vec::new();
+        for _ in 0..4 {
+            let due = s.deadline(&env, &rtt).unwrap();
+            waits.push(due - now);
+            s.on_timeout(&mut env, due, &rtt);
+            assert_eq!(output(&mut s, &mut env, due), vec![request.clone()]);
+            now = due;
+        }
+        assert!(waits.windows(2).all(|w| w[1] == w[0] * 2), "{waits:?}");
+        // The path changed: the request goes out at once, and if that one is lost too the
+        // next resend waits as long as the first did, not the fifth.
+        let moved = now + Duration::from_millis(3);
+        s.on_path_change();
+        assert_eq!(output(&mut s, &mut env, moved), vec![request.clone()]);
+        assert_eq!(s.deadline(&env, &rtt), Some(moved + waits[0]));
     }
 
     #[test]
