@@ -270,10 +270,10 @@ impl Socket {
     /// the other none or another one), naming that peer and the reason, and with
     /// [`Error::Timeout`] otherwise ([`Error::is_timeout`] is true for both). The mismatch
     /// never ends the wait early: it is learnt from unauthenticated datagrams, so it only
-    /// explains a wait that failed anyway, and the link keeps being retried. A node learns
-    /// the reason only if the peer tells it or sends it datagrams itself: a peer sealing with
-    /// another key tells nothing, so a one-way link to it times out with
-    /// [`Error::Timeout`] (the peer's [`crate::Node::last_refusal`] names the mismatch).
+    /// explains a wait that failed anyway, and the link keeps being retried. The peer tells
+    /// why in a rate-limited plaintext notice (it has no key, requires one, or has another),
+    /// and sends one only if it is up; a reason is forgotten once the peer's datagrams are
+    /// accepted.
     pub fn wait_for_link(&self, timeout: Option<Duration>) -> Result<SocketId> {
         let interest = LINKS_CHANGED | Events::ALWAYS.bits();
         self.block(WaitMode::Shared, interest, timeout, || {

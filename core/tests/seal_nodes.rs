@@ -771,3 +771,131 @@ fn a_restart_during_a_key_rotation_recovers_too() {
     assert_eq!(p.a.unacknowledged(), 0);
     assert!(p.b.stats().stale_dst_epoch > 0 && p.b.stats().epoch_notices_sent > 0);
 }
+
+/// Runs `p` for `ms` milliseconds of virtual time while an attacker replays `replays` (in
+/// turn, `per_ms` each millisecond) to b from an address of its own.
+fn run_under_replays(p: &mut Pair, ms: u64, replays: &[Vec<u8>], per_ms: usize) {
+    let mut buf = vec![0u8; 2048];
+    let attacker = addr("10.9.9.9:9999");
+    let mut k = 0usize;
+    for _ in 0..ms {
+        for _ in 0..per_ms {
+            p.b.handle_datagram(p.now, attacker, &replays[k % replays.len()]);
+            k += 1;
+        }
+        loop {
+            let mut moved = false;
+            while let Some((to, len)) = p.b.poll_transmit(p.now, &mut buf) {
+                if to == p.a_addr {
+                    p.a.handle_datagram(p.now, p.b_addr, &buf[..len]);
+                }
+                moved = true;
+            }
+            while let Some((_, len)) = p.a.poll_transmit(p.now, &mut buf) {
+                p.captured.push(buf[..len].to_vec());
+                p.b.handle_datagram(p.now, p.a_addr, &buf[..len]);
+                moved = true;
+            }
+            if !moved {
+                break;
+            }
+        }
+        p.now += Duration::from_millis(1);
+        p.a.handle_timeout(p.now);
+        p.b.handle_timeout(p.now);
+    }
+}
+
+#[test]
+fn replayed_captures_cannot_keep_a_restarted_receiver_from_telling_its_new_epoch() {
+    // Found by review: each replay of a pre-restart capture used to take a token of the
+    // node-wide notice budget, so 2 replays a millisecond kept it empty and the genuine
+    // sender never learnt the new epoch (0 of 10 delivered in 60 s). Now a capture is
+    // answered once at most: the genuine sender's higher counter gets the next token.
+    let mut p = Pair::new(Some(KEY), Some(KEY));
+    p.send(10);
+    assert_eq!(p.delivered(), 10);
+    let captures: Vec<Vec<u8>> = p
+        .captured
+        .iter()
+        .filter(|d| a3m_core::wire::decode_sealed(d).unwrap().dst_epoch == 200)
+        .cloned()
+        .collect();
+    assert!(!captures.is_empty());
+    p.b = restarted(&p.b, 201, Aead::Aes256Gcm);
+    run_under_replays(&mut p, 1_000, &captures, 2);
+    for i in 0..10 {
+        p.a.submit(p.now, &id("b"), format!("after {i}").as_bytes()).unwrap();
+    }
+    // Liveness bound: a few probe timeouts, far below the replays' 10 s.
+    run_under_replays(&mut p, 10_000, &captures, 2);
+    assert_eq!(p.delivered(), 10, "b {:?}", p.b.stats());
+    assert_eq!(p.a.unacknowledged(), 0);
+    // The replays got at most one answer each.
+    assert!(p.b.stats().epoch_notices_sent <= captures.len() as u64 + 10, "{:?}", p.b.stats());
+}
+
+#[test]
+fn a_receiver_restarted_with_another_key_says_so() {
+    // Found by review: a datagram sealed for b's previous start with a key b no longer has
+    // was dropped as stale without a word; the key check now comes first.
+    let mut p = Pair::new(Some(KEY), Some(KEY));
+    p.send(3);
+    assert_eq!(p.delivered(), 3);
+    let mut b =
+        Node::new(id("b"), NodeConfig { initial_clock: p.b.clock() + 1, ..NodeConfig::default() });
+    b.set_seal(SealConfig { psk: Psk::new([0x11; 32]), epoch: 201, aead: Aead::Aes256Gcm });
+    p.b = b;
+    p.send(3);
+    assert_eq!(p.delivered(), 0);
+    assert!(p.b.stats().sealed_unknown_key > 0);
+    assert_eq!(p.b.last_refusal().unwrap().reason, RefusalReason::UnknownKey);
+    assert_eq!(p.a.last_refusal().unwrap().reason, RefusalReason::PeerHasOtherKey);
+}
+
+#[test]
+fn a_refusal_is_forgotten_once_the_peer_is_accepted() {
+    // Found by review: the reason stayed after the mismatch was fixed, and would have
+    // explained a later, unrelated timeout.
+    let mut p = Pair::new(Some(KEY), None);
+    p.send(1);
+    assert_eq!(p.a.last_refusal().unwrap().reason, RefusalReason::PeerHasNoKey);
+    p.b.set_seal(SealConfig { psk: Psk::new(KEY), epoch: 200, aead: Aead::Aes256Gcm });
+    p.now += Duration::from_secs(5);
+    p.send(3);
+    assert_eq!(p.delivered(), 4);
+    assert_eq!(p.a.last_refusal(), None);
+}
+
+#[test]
+fn an_epoch_notice_is_never_answered_with_one() {
+    // Both restart: b's notice to a names a's previous epoch, and a's new start drops it
+    // (stale destination epoch) without answering it.
+    let mut p = Pair::new(Some(KEY), Some(KEY));
+    p.send(3);
+    assert_eq!(p.delivered(), 3);
+    p.b = restarted(&p.b, 201, Aead::Aes256Gcm);
+    // a sends (naming b's old epoch); b answers with a notice, held back here.
+    p.a.submit(p.now, &id("b"), b"x").unwrap();
+    let mut buf = vec![0u8; 2048];
+    while let Some((_, len)) = p.a.poll_transmit(p.now, &mut buf) {
+        p.b.handle_datagram(p.now, p.a_addr, &buf[..len]);
+    }
+    let mut notices = Vec::new();
+    while let Some((_, len)) = p.b.poll_transmit(p.now, &mut buf) {
+        notices.push(buf[..len].to_vec());
+    }
+    assert_eq!(p.b.stats().epoch_notices_sent, 1);
+    // a restarts before the notice arrives: the notice names a's previous epoch.
+    let mut a =
+        Node::new(id("a"), NodeConfig { initial_clock: p.a.clock() + 1, ..NodeConfig::default() });
+    a.set_seal(SealConfig { psk: Psk::new(KEY), epoch: 101, aead: Aead::ChaCha20Poly1305 });
+    a.set_peer_addr(id("b"), p.b_addr).unwrap();
+    p.a = a;
+    for n in &notices {
+        p.a.handle_datagram(p.now, p.b_addr, n);
+    }
+    assert_eq!(p.a.stats().stale_dst_epoch, notices.len() as u64);
+    assert_eq!(p.a.stats().epoch_notices_sent, 0);
+    assert!(p.a.poll_transmit(p.now, &mut buf).is_none(), "a answered a notice");
+}

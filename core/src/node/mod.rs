@@ -83,7 +83,7 @@ pub use config::{
     Delivery, MIN_DATAGRAM, NodeConfig, NodeError, NodeStats, Refusal, RefusalReason,
     TOKEN_OVERHEAD,
 };
-use limit::{NODE_ANSWERS, TokenBucket};
+use limit::{NODE_ANSWERS, StaleAnswers, TokenBucket};
 use peer::{ChallengeOutcome, Peer, PeerSeal};
 
 use crate::eo::buffers::{BufPool, Inbox};
@@ -160,6 +160,8 @@ pub struct Node {
     epoch_notices: heapless::Deque<(NodeId, SocketAddr, u64), MAX_EPOCH_NOTICES>,
     /// Rate limit of the epoch notices.
     notice_bucket: TokenBucket,
+    /// What epoch notices answered: replays of one capture are answered once at most.
+    stale_answers: StaleAnswers,
     /// The last datagram refused for a configuration mismatch.
     refusal: Option<Refusal>,
     /// A `SEAL_MISMATCH` notice to send: (to node, at address, reason).
@@ -195,6 +197,7 @@ impl Node {
             challenge_bucket: TokenBucket::new(),
             epoch_notices: heapless::Deque::new(),
             notice_bucket: TokenBucket::new(),
+            stale_answers: StaleAnswers::new(),
             refusal: None,
             notice: None,
             notice_at: None,
@@ -251,6 +254,7 @@ impl Node {
 
     /// The last datagram refused because this node and the peer disagree on sealing (one has
     /// a key, the other not, or not the same key): why a link to that peer does not come up.
+    /// Forgotten once a datagram from that peer is accepted (the disagreement is over).
     pub fn last_refusal(&self) -> Option<&Refusal> {
         self.refusal.as_ref()
     }
@@ -592,13 +596,6 @@ impl Node {
                 }
             }
         }
-        if parts.dst_epoch != 0 && parts.dst_epoch != seal.epoch {
-            // Sealed for another start of this node: maybe a capture from before this one
-            // started, which no replay window here remembers. Never opened for its records.
-            stats.stale_dst_epoch += 1;
-            self.answer_stale_epoch(now, from, bytes, &parts, aead, src);
-            return;
-        }
         let current = (seal.current.id() == parts.key_id).then_some(&seal.current);
         let previous = seal
             .previous
@@ -610,6 +607,13 @@ impl Node {
             self.refuse(RefusalReason::UnknownKey, src.clone(), from);
             // Plaintext: a peer sealing with another key could not open a sealed notice.
             self.notify_mismatch(now, src, from, wire::SEAL_MISMATCH_UNKNOWN_KEY);
+            return;
+        }
+        if parts.dst_epoch != 0 && parts.dst_epoch != seal.epoch {
+            // Sealed for another start of this node: maybe a capture from before this one
+            // started, which no replay window here remembers. Never opened for its records.
+            stats.stale_dst_epoch += 1;
+            self.answer_stale_epoch(now, from, bytes, &parts, aead, src);
             return;
         }
         let mut scratch = core::mem::take(&mut self.scratch);
@@ -692,7 +696,10 @@ impl Node {
         src: NodeId,
     ) {
         let Some(seal) = &self.seal else { return };
-        if self.epoch_notices.is_full() || !self.notice_bucket.has_token(now, NODE_ANSWERS) {
+        if self.epoch_notices.is_full()
+            || !self.notice_bucket.has_token(now, NODE_ANSWERS)
+            || !self.stale_answers.is_new(&src, parts.epoch, parts.counter)
+        {
             return;
         }
         let previous = seal.previous.as_ref().filter(|(_, until)| now <= *until).map(|(k, _)| k);
@@ -719,6 +726,7 @@ impl Node {
                 .is_ok_and(|d| d.records().all(|r| matches!(r, Record::SealMismatch(_))));
         self.scratch = scratch;
         if opened && !answer && self.notice_bucket.take(now, NODE_ANSWERS) {
+            self.stale_answers.answered(now, &src, parts.epoch, parts.counter);
             let _ = self.epoch_notices.push_back((src, from, parts.epoch));
         }
     }
@@ -732,6 +740,10 @@ impl Node {
         datagram: &wire::Datagram<'_>,
         proof: Proof,
     ) {
+        if self.refusal.as_ref().is_some_and(|r| r.peer == src) {
+            // Traffic with this peer works now: the old reason no longer explains anything.
+            self.refusal = None;
+        }
         if !self.peers.contains_key(&src) {
             if !self.make_room() {
                 self.env.stats.peer_limit_dropped += 1;

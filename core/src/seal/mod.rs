@@ -30,9 +30,13 @@
 //!   if the datagram authenticates, answers it with a sealed datagram (one `SEAL_MISMATCH`
 //!   record of reason [`crate::wire::SEAL_MISMATCH_STALE_EPOCH`]) that carries its current
 //!   epoch; the sender adopts it and its next retransmission gets through. Those answers
-//!   are rate-limited (64 at once, 100 a second per node) and never answer an answer. A
-//!   flood of replayed captures can use that budget up and so delay the recovery of a
-//!   genuine sender while it lasts; it cannot make the receiver accept anything.
+//!   are rate-limited (64 at once, 100 a second per node), never answer an answer, and
+//!   answer a sender (per epoch of it) only above the highest counter answered before: a
+//!   replayed capture gets one answer at most, and none once the genuine sender, whose
+//!   counter is above every capture of its past, was answered. So replays cannot keep the
+//!   budget from the genuine sender (a replayer would need captures from more than 32
+//!   different sender starts to wear that memory out), and they never make the receiver
+//!   accept anything.
 //!
 //!   **Residual exposure.** `dst_epoch` 0 means "not known yet", and such datagrams are
 //!   accepted by every epoch of the receiver. A sender seals with 0 towards a peer only while
