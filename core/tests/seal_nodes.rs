@@ -899,3 +899,77 @@ fn an_epoch_notice_is_never_answered_with_one() {
     assert_eq!(p.a.stats().epoch_notices_sent, 0);
     assert!(p.a.poll_transmit(p.now, &mut buf).is_none(), "a answered a notice");
 }
+
+/// Runs `x` (at `x_addr`) and `b` until neither has anything to send, `x` submitting
+/// `messages` to b first; returns what b delivered.
+fn exchange(x: &mut Node, x_addr: SocketAddr, b: &mut Node, now: &mut Instant, messages: usize) {
+    for i in 0..messages {
+        x.submit(*now, &id("b"), format!("m{i}").as_bytes()).unwrap();
+    }
+    let mut buf = vec![0u8; 2048];
+    let mut quiet_since = *now;
+    while *now < quiet_since + Duration::from_secs(2) {
+        let mut moved = false;
+        while let Some((_, len)) = x.poll_transmit(*now, &mut buf) {
+            b.handle_datagram(*now, x_addr, &buf[..len]);
+            moved = true;
+        }
+        while let Some((to, len)) = b.poll_transmit(*now, &mut buf) {
+            if to == x_addr {
+                x.handle_datagram(*now, addr("10.0.0.2:7000"), &buf[..len]);
+            }
+            moved = true;
+        }
+        if moved {
+            quiet_since = *now;
+        } else {
+            *now += Duration::from_millis(1);
+            x.handle_timeout(*now);
+            b.handle_timeout(*now);
+        }
+    }
+}
+
+#[test]
+fn a_peer_evicted_from_a_full_table_keeps_its_replay_window() {
+    // Found by review: an evicted entry took its replay window along, so captures of the
+    // peer's past datagrams were new again to the entry a replay created (at the replayer's
+    // address). Now the newest counter of an evicted peer is kept in short.
+    let mut p = Pair::new(Some(KEY), Some(KEY));
+    p.b = Node::new(id("b"), NodeConfig { max_peers: 2, ..NodeConfig::default() });
+    p.b.set_path_secret([b'b'; 32]);
+    p.b.set_seal(SealConfig { psk: Psk::new(KEY), epoch: 200, aead: Aead::Aes256Gcm });
+    p.send(10);
+    assert_eq!(p.delivered(), 10);
+    // Long idle: a forgets its send record and tells b, which may then forget a.
+    for _ in 0..10 {
+        p.now += Duration::from_secs(1);
+        p.a.handle_timeout(p.now);
+        p.b.handle_timeout(p.now);
+        p.pump();
+    }
+    let captures = p.captured.clone();
+    // Two other peers fill b's table: a, idle and settled, gives way.
+    let mut now = p.now;
+    for (name, host) in [("c", "10.0.0.3:7000"), ("d", "10.0.0.4:7000")] {
+        let mut x = sealed(name, Some(KEY), 300, Aead::Aes256Gcm);
+        x.set_peer_addr(id("b"), p.b_addr).unwrap();
+        exchange(&mut x, addr(host), &mut p.b, &mut now, 2);
+    }
+    p.now = now;
+    assert_eq!(p.delivered(), 4);
+    assert_eq!(p.b.peer_addr(&id("a")), None, "a was evicted");
+    // Every capture of a, replayed from elsewhere: dropped before opening, nothing made.
+    let attacker = addr("10.9.9.9:9999");
+    let before = p.b.stats().replay_too_old;
+    for d in &captures {
+        p.b.handle_datagram(p.now, attacker, d);
+    }
+    assert_eq!(p.b.stats().replay_too_old - before, captures.len() as u64);
+    assert_eq!(p.b.peer_addr(&id("a")), None);
+    assert!(!p.b.has_delivery());
+    // a itself gets through (its counters are above every capture), exactly once.
+    p.send(5);
+    assert_eq!(p.delivered(), 5);
+    assert_eq!(p.a.unacknowledged(), 0);
+}

@@ -7,7 +7,6 @@
 
 use core::time::Duration;
 
-use crate::id::NodeId;
 use crate::time::Instant;
 
 /// A token bucket's size and refill rate.
@@ -71,87 +70,9 @@ impl TokenBucket {
     }
 }
 
-/// Senders whose stale datagrams (sealed for another start of this node) an epoch notice
-/// may answer, at most: the highest counter answered for each of that many (sender, epoch).
-pub(crate) const STALE_SENDERS: usize = 32;
-
-/// The highest counter answered with an epoch notice, per sender and epoch (the
-/// [`STALE_SENDERS`] used last). A genuine sender's counter only grows, so its next
-/// retransmission is always above every capture of its past datagrams: a replayed capture
-/// is answered at most once (and not at all once the genuine sender was answered), so
-/// replays cannot keep the node's notice budget empty while the genuine sender waits for
-/// its notice. (To wear the memory out, a replayer needs captures from more than
-/// `STALE_SENDERS` different starts of senders.)
-#[derive(Debug)]
-pub(crate) struct StaleAnswers {
-    /// (sender, its epoch, highest counter answered, last use).
-    entries: [Option<(NodeId, u64, u64, Instant)>; STALE_SENDERS],
-}
-
-impl StaleAnswers {
-    /// An empty memory.
-    pub(crate) fn new() -> Self {
-        Self { entries: [const { None }; STALE_SENDERS] }
-    }
-
-    /// True if `counter` of `src` in `epoch` is above every counter answered so far.
-    pub(crate) fn is_new(&self, src: &NodeId, epoch: u64, counter: u64) -> bool {
-        self.entries
-            .iter()
-            .flatten()
-            .find(|(id, e, _, _)| id == src && *e == epoch)
-            .is_none_or(|(_, _, highest, _)| counter > *highest)
-    }
-
-    /// Records that `counter` of `src` in `epoch` was answered at `now` (the entry used
-    /// longest ago gives way to a new sender).
-    pub(crate) fn answered(&mut self, now: Instant, src: &NodeId, epoch: u64, counter: u64) {
-        let slot = match self
-            .entries
-            .iter()
-            .position(|e| e.as_ref().is_some_and(|(id, ep, _, _)| id == src && *ep == epoch))
-        {
-            Some(i) => i,
-            None => self
-                .entries
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, e)| e.as_ref().map(|(_, _, _, used)| *used))
-                .map_or(0, |(i, _)| i),
-        };
-        let highest = match &self.entries[slot] {
-            Some((id, ep, h, _)) if id == src && *ep == epoch => counter.max(*h),
-            _ => counter,
-        };
-        self.entries[slot] = Some((src.clone(), epoch, highest, now));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_stale_sender_is_answered_only_above_its_highest_answered_counter() {
-        let t = Instant::from_micros(1_000);
-        let a = NodeId::new("a").unwrap();
-        let mut m = StaleAnswers::new();
-        assert!(m.is_new(&a, 7, 5));
-        m.answered(t, &a, 7, 5);
-        assert!(!m.is_new(&a, 7, 5));
-        assert!(!m.is_new(&a, 7, 3));
-        assert!(m.is_new(&a, 7, 6));
-        // Another epoch of the same sender is another sender.
-        assert!(m.is_new(&a, 8, 1));
-        // Many other senders push out the one used longest ago, not the newest.
-        for i in 0..STALE_SENDERS as u64 - 1 {
-            let id = NodeId::new(&alloc::format!("n{i}")).unwrap();
-            m.answered(t + Duration::from_micros(i + 1), &id, 1, 1);
-        }
-        assert!(!m.is_new(&a, 7, 5), "a is still remembered");
-        m.answered(t + Duration::from_secs(1), &NodeId::new("late").unwrap(), 1, 1);
-        assert!(m.is_new(&a, 7, 5), "a, used longest ago, gave way");
-    }
 
     #[test]
     fn a_bucket_gives_its_burst_then_one_token_per_interval() {

@@ -72,6 +72,7 @@
 mod config;
 mod limit;
 mod peer;
+mod seen;
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
@@ -83,8 +84,9 @@ pub use config::{
     Delivery, MIN_DATAGRAM, NodeConfig, NodeError, NodeStats, Refusal, RefusalReason,
     TOKEN_OVERHEAD,
 };
-use limit::{NODE_ANSWERS, StaleAnswers, TokenBucket};
+use limit::{NODE_ANSWERS, TokenBucket};
 use peer::{ChallengeOutcome, Peer, PeerSeal};
+use seen::NewestSeen;
 
 use crate::eo::buffers::{BufPool, Inbox};
 use crate::eo::send::SendRecord;
@@ -102,6 +104,11 @@ const POOL_BUFFERS: usize = 4096;
 /// Path challenges waiting to be sent, at most (more are dropped: the peer's next datagram
 /// from the new address asks again).
 const MAX_PATH_OUT: usize = 64;
+/// Senders whose stale datagrams an epoch notice answers, remembered at most (a replayer
+/// needs captures from more starts of senders than this to wear the memory out).
+const STALE_SENDERS: usize = 32;
+/// Evicted peers whose newest authenticated datagram is remembered, at most.
+const EVICTED_SEALS: usize = 64;
 /// Epoch notices waiting to be sent, at most (more are not queued: the sender's next
 /// retransmission asks again).
 const MAX_EPOCH_NOTICES: usize = 8;
@@ -160,8 +167,12 @@ pub struct Node {
     epoch_notices: heapless::Deque<(NodeId, SocketAddr, u64), MAX_EPOCH_NOTICES>,
     /// Rate limit of the epoch notices.
     notice_bucket: TokenBucket,
-    /// What epoch notices answered: replays of one capture are answered once at most.
-    stale_answers: StaleAnswers,
+    /// The newest datagram an epoch notice answered, per sender: replays of one capture
+    /// are answered once at most.
+    stale_answers: NewestSeen<STALE_SENDERS>,
+    /// The newest datagram authenticated from peers whose entry was evicted: their replay
+    /// windows, kept (in short) so that an eviction does not let old captures in again.
+    evicted_seals: NewestSeen<EVICTED_SEALS>,
     /// The last datagram refused for a configuration mismatch.
     refusal: Option<Refusal>,
     /// A `SEAL_MISMATCH` notice to send: (to node, at address, reason).
@@ -197,7 +208,8 @@ impl Node {
             challenge_bucket: TokenBucket::new(),
             epoch_notices: heapless::Deque::new(),
             notice_bucket: TokenBucket::new(),
-            stale_answers: StaleAnswers::new(),
+            stale_answers: NewestSeen::new(),
+            evicted_seals: NewestSeen::new(),
             refusal: None,
             notice: None,
             notice_at: None,
@@ -461,10 +473,15 @@ impl Node {
             .or_else(|| self.peers.iter().find(|(_, p)| p.evictable()))
             .map(|(id, _)| id.clone());
         let Some(victim) = victim else { return false };
-        if let Some(peer) = self.peers.remove(&victim)
-            && peer.recv.is_some()
-        {
+        let Some(peer) = self.peers.remove(&victim) else { return true };
+        if peer.recv.is_some() {
             self.env.stats.receive_records_collected += 1;
+        }
+        if let Some(ps) = &peer.seal
+            && let (Some(epoch), Some(newest)) = (ps.epoch, ps.window.newest())
+        {
+            // Without this, the peer's captures would be new again to a fresh entry.
+            self.evicted_seals.record(&victim, epoch, newest);
         }
         true
     }
@@ -574,6 +591,13 @@ impl Node {
             return;
         };
         let peer_seal = self.peers.get(&src).and_then(|p| p.seal.as_deref());
+        if peer_seal.and_then(|ps| ps.epoch).is_none()
+            && !self.evicted_seals.is_new(&src, parts.epoch, parts.counter)
+        {
+            // A peer whose entry was evicted: its window is kept in short.
+            stats.replay_too_old += 1;
+            return;
+        }
         // Cheap checks first: a replay costs no decryption.
         if let Some(ps) = peer_seal
             && let Some(epoch) = ps.epoch
@@ -663,10 +687,16 @@ impl Node {
         let ps = peer.seal.get_or_insert_with(|| Box::new(PeerSeal::new()));
         let restarted = ps.epoch.is_some_and(|e| e != parts.epoch);
         if ps.epoch != Some(parts.epoch) {
-            // The peer restarted (or this is its first datagram): a new window. Everything
-            // sealed for it from now on names this epoch as its destination's.
+            // The peer restarted (or this is its first datagram): a new window, unless an
+            // evicted entry of this epoch left its newest counter behind. Everything sealed
+            // for it from now on names this epoch as its destination's.
             ps.epoch = Some(parts.epoch);
-            ps.window = crate::seal::ReplayWindow::new();
+            ps.window = match self.evicted_seals.take(&src) {
+                Some((epoch, newest)) if epoch == parts.epoch => {
+                    crate::seal::ReplayWindow::seen_through(newest)
+                }
+                _ => crate::seal::ReplayWindow::new(),
+            };
         }
         let newest = ps.window.commit(parts.counter) == Verdict::Newest;
         if let Some(cipher) = new_cipher {
@@ -726,7 +756,7 @@ impl Node {
                 .is_ok_and(|d| d.records().all(|r| matches!(r, Record::SealMismatch(_))));
         self.scratch = scratch;
         if opened && !answer && self.notice_bucket.take(now, NODE_ANSWERS) {
-            self.stale_answers.answered(now, &src, parts.epoch, parts.counter);
+            self.stale_answers.record(&src, parts.epoch, parts.counter);
             let _ = self.epoch_notices.push_back((src, from, parts.epoch));
         }
     }

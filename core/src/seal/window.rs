@@ -59,6 +59,18 @@ impl ReplayWindow {
         Self { newest: 0, empty: true, bits: [0; WORDS] }
     }
 
+    /// A window that has seen every counter up to `newest` (one remembered from an earlier
+    /// window of the same epoch, of which only the newest counter was kept): those are all
+    /// refused, anything above is accepted once.
+    pub fn seen_through(newest: u64) -> Self {
+        let mut bits = [u64::MAX; WORDS];
+        let (word, _) = Self::position(newest);
+        // Within the newest's word, only the counters up to it.
+        let shift = newest % 64;
+        bits[word] = if shift == 63 { u64::MAX } else { (1u64 << (shift + 1)) - 1 };
+        Self { newest, empty: false, bits }
+    }
+
     /// The highest counter committed, if any.
     pub fn newest(&self) -> Option<u64> {
         (!self.empty).then_some(self.newest)
@@ -126,6 +138,24 @@ mod tests {
         assert_eq!(w.check(16), Verdict::TooOld);
         assert_eq!(w.commit(17), Verdict::Fresh);
         assert_eq!(w.commit(17), Verdict::Replayed);
+    }
+
+    #[test]
+    fn a_window_seen_through_a_counter_refuses_it_and_below_and_takes_above_once() {
+        for newest in [0u64, 5, 63, 64, 100, 127, 5_000, 1 << 40] {
+            let mut w = ReplayWindow::seen_through(newest);
+            for back in [0u64, 1, 2, 63, 64, 65, 4_000, 4_031] {
+                if let Some(c) = newest.checked_sub(back) {
+                    assert!(!w.check(c).accepted(), "{c} of {newest}");
+                }
+            }
+            // Counters above, even in the same word and out of order: once each.
+            for c in [newest + 3, newest + 1, newest + 2, newest + 70] {
+                assert!(w.commit(c).accepted(), "{c} of {newest}");
+                assert_eq!(w.commit(c), Verdict::Replayed);
+            }
+            assert!(!w.check(newest).accepted());
+        }
     }
 
     #[test]
