@@ -240,8 +240,22 @@ pub struct RecvBatch {
     pieces: Vec<RecvPiece>,
 }
 
+/// `size` zero bytes, written through now: `vec![0; size]` gets pages the kernel maps
+/// lazily, so a batch would grow the process's memory the first time traffic (a burst, or a
+/// flood of forged datagrams filling every slot) reaches its far slots. Resident from the
+/// start, the batches never do.
+fn resident_zeroed(size: usize) -> Vec<u8> {
+    let mut data = vec![0u8; size];
+    // One write per 4 KiB page; `black_box` keeps the compiler from dropping stores of a
+    // zero it knows is there already.
+    for i in (0..size).step_by(4096) {
+        data[i] = std::hint::black_box(0);
+    }
+    data
+}
+
 impl RecvBatch {
-    /// Room for `capacity` datagrams of up to `slot_size` bytes each.
+    /// Room for `capacity` datagrams of up to `slot_size` bytes each, resident at once.
     ///
     /// # Panics
     /// If either is zero.
@@ -250,7 +264,7 @@ impl RecvBatch {
         let size = capacity.checked_mul(slot_size).expect("receive batch too large");
         assert!(u32::try_from(size).is_ok(), "receive batch larger than 4 GiB");
         RecvBatch {
-            data: vec![0; size],
+            data: resident_zeroed(size),
             slot_size,
             from: vec![UNSPECIFIED; capacity],
             names: vec![zeroed_sockaddr(); capacity],
@@ -384,15 +398,16 @@ pub struct SendBatch {
 }
 
 impl SendBatch {
-    /// Room for `capacity` datagrams of up to `slot_size` bytes each.
+    /// Room for `capacity` datagrams of up to `slot_size` bytes each, resident at once.
     ///
     /// # Panics
     /// If either is zero.
     pub fn new(capacity: usize, slot_size: usize) -> SendBatch {
         assert!(capacity > 0 && slot_size > 0, "a send batch needs room for a datagram");
         let empty = SendSlot { to: UNSPECIFIED, name: SockAddr::from(UNSPECIFIED), len: 0 };
+        let size = capacity.checked_mul(slot_size).expect("send batch too large");
         SendBatch {
-            data: vec![0; capacity * slot_size],
+            data: resident_zeroed(size),
             slot_size,
             slots: vec![empty; capacity],
             head: 0,
