@@ -246,9 +246,9 @@ pub struct RecvBatch {
 /// start, the batches never do.
 fn resident_zeroed(size: usize) -> Vec<u8> {
     let mut data = vec![0u8; size];
-    // One write per 4 KiB page; `black_box` keeps the compiler from dropping stores of a
-    // zero it knows is there already.
-    for i in (0..size).step_by(4096) {
+    // One write per 4 KiB page, and the last byte (the buffer need not start on a page);
+    // `black_box` keeps the compiler from dropping stores of a zero it knows is there.
+    for i in (0..size).step_by(4096).chain(size.checked_sub(1)) {
         data[i] = std::hint::black_box(0);
     }
     data

@@ -592,11 +592,17 @@ impl Node {
         };
         let peer_seal = self.peers.get(&src).and_then(|p| p.seal.as_deref());
         if peer_seal.and_then(|ps| ps.epoch).is_none()
-            && !self.evicted_seals.is_new(&src, parts.epoch, parts.counter)
+            && let Some((epoch, newest)) = self.evicted_seals.newest(&src)
         {
             // A peer whose entry was evicted: its window is kept in short.
-            stats.replay_too_old += 1;
-            return;
+            if parts.epoch < epoch {
+                stats.stale_epoch += 1;
+                return;
+            }
+            if parts.epoch == epoch && parts.counter <= newest {
+                stats.replay_too_old += 1;
+                return;
+            }
         }
         // Cheap checks first: a replay costs no decryption.
         if let Some(ps) = peer_seal
@@ -675,8 +681,14 @@ impl Node {
             return;
         };
         // Authentic and not a replay: from here on the datagram may change state.
+        // (Taken before making room: evicting another peer records it, and could push this
+        // one's entry out of the memory.)
+        let remembered = self.evicted_seals.take(&src);
         if !self.peers.contains_key(&src) {
             if !self.make_room() {
+                if let Some((epoch, newest)) = remembered {
+                    self.evicted_seals.record(&src, epoch, newest);
+                }
                 self.env.stats.peer_limit_dropped += 1;
                 self.scratch = scratch;
                 return;
@@ -691,7 +703,7 @@ impl Node {
             // evicted entry of this epoch left its newest counter behind. Everything sealed
             // for it from now on names this epoch as its destination's.
             ps.epoch = Some(parts.epoch);
-            ps.window = match self.evicted_seals.take(&src) {
+            ps.window = match remembered {
                 Some((epoch, newest)) if epoch == parts.epoch => {
                     crate::seal::ReplayWindow::seen_through(newest)
                 }

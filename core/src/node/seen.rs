@@ -35,6 +35,11 @@ impl<const N: usize> NewestSeen<N> {
             .is_none_or(|(_, e, c, _)| (epoch, counter) > (*e, *c))
     }
 
+    /// The newest (epoch, counter) remembered from `src`.
+    pub(crate) fn newest(&self, src: &NodeId) -> Option<(u64, u64)> {
+        self.entries.iter().flatten().find(|(id, ..)| id == src).map(|(_, e, c, _)| (*e, *c))
+    }
+
     /// Remembers `src`'s datagram of `epoch` and `counter` (if newer than what is
     /// remembered from it).
     pub(crate) fn record(&mut self, src: &NodeId, epoch: u64, counter: u64) {
@@ -80,6 +85,7 @@ mod tests {
         assert!(!m.is_new(&a, 6, 1_000), "an older start of a");
         assert!(m.is_new(&a, 7, 6));
         assert!(m.is_new(&a, 8, 0), "a newer start of a");
+        assert_eq!(m.newest(&a), Some((7, 5)));
         m.record(&a, 7, 2);
         assert!(!m.is_new(&a, 7, 5), "recording an older one keeps the newest");
         assert_eq!(m.take(&a), Some((7, 5)));
