@@ -681,9 +681,12 @@ impl Node {
             return;
         };
         // Authentic and not a replay: from here on the datagram may change state.
-        // (Taken before making room: evicting another peer records it, and could push this
-        // one's entry out of the memory.)
-        let remembered = self.evicted_seals.take(&src);
+        // What an evicted entry of this peer left behind, if a new window is to start: taken
+        // before making room (evicting another peer records it, and could push this one's
+        // entry out of the memory), and only then (not a lookup per datagram).
+        let known_epoch = self.peers.get(&src).and_then(|p| p.seal.as_ref()).and_then(|s| s.epoch);
+        let remembered =
+            if known_epoch == Some(parts.epoch) { None } else { self.evicted_seals.take(&src) };
         if !self.peers.contains_key(&src) {
             if !self.make_room() {
                 if let Some((epoch, newest)) = remembered {
