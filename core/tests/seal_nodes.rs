@@ -930,11 +930,9 @@ fn exchange(x: &mut Node, x_addr: SocketAddr, b: &mut Node, now: &mut Instant, m
     }
 }
 
-#[test]
-fn a_peer_evicted_from_a_full_table_keeps_its_replay_window() {
-    // Found by review: an evicted entry took its replay window along, so captures of the
-    // peer's past datagrams were new again to the entry a replay created (at the replayer's
-    // address). Now the newest counter of an evicted peer is kept in short.
+/// a and b (whose peer table holds 2) after a sent b 10 messages and went idle long enough
+/// for b to forget it when room is needed; and a's datagrams, for replays.
+fn idle_pair_with_a_table_of_two() -> (Pair, Vec<Vec<u8>>) {
     let mut p = Pair::new(Some(KEY), Some(KEY));
     p.b = Node::new(id("b"), NodeConfig { max_peers: 2, ..NodeConfig::default() });
     p.b.set_path_secret([b'b'; 32]);
@@ -949,6 +947,15 @@ fn a_peer_evicted_from_a_full_table_keeps_its_replay_window() {
         p.pump();
     }
     let captures = p.captured.clone();
+    (p, captures)
+}
+
+#[test]
+fn a_peer_evicted_from_a_full_table_keeps_its_replay_window() {
+    // Found by review: an evicted entry took its replay window along, so captures of the
+    // peer's past datagrams were new again to the entry a replay created (at the replayer's
+    // address). Now the newest counter of an evicted peer is kept in short.
+    let (mut p, captures) = idle_pair_with_a_table_of_two();
     // Two other peers fill b's table: a, idle and settled, gives way.
     let mut now = p.now;
     for (name, host) in [("c", "10.0.0.3:7000"), ("d", "10.0.0.4:7000")] {
@@ -979,19 +986,7 @@ fn a_returning_peer_keeps_its_window_when_the_eviction_memory_is_full() {
     // Found by review: with the memory of evicted peers full and a's entry the oldest, a's
     // return evicted another peer first, whose record pushed a's out before a's new entry
     // could take it: a's old captures were then accepted again.
-    let mut p = Pair::new(Some(KEY), Some(KEY));
-    p.b = Node::new(id("b"), NodeConfig { max_peers: 2, ..NodeConfig::default() });
-    p.b.set_path_secret([b'b'; 32]);
-    p.b.set_seal(SealConfig { psk: Psk::new(KEY), epoch: 200, aead: Aead::Aes256Gcm });
-    p.send(10);
-    assert_eq!(p.delivered(), 10);
-    for _ in 0..10 {
-        p.now += Duration::from_secs(1);
-        p.a.handle_timeout(p.now);
-        p.b.handle_timeout(p.now);
-        p.pump();
-    }
-    let captures = p.captured.clone();
+    let (mut p, captures) = idle_pair_with_a_table_of_two();
     // 65 other peers come and go through b's table of 2: a, then 63 of them, are evicted
     // and remembered (64 entries, a's the oldest).
     let mut now = p.now;

@@ -15,6 +15,8 @@
 //! from the target directory of this test binary (`cargo test` builds them) or built once with
 //! `cargo build --example ...` if missing.
 
+mod support;
+
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, UdpSocket};
@@ -661,52 +663,8 @@ fn example(name: &str) -> PathBuf {
     examples_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
 }
 
-/// `target/<profile>/examples`, with `push`, `pull` and `rpc` built (once per test binary).
+/// `target/<profile>/examples`, with the programs built (once per test binary).
 fn examples_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let exe = std::env::current_exe().expect("the test binary's path");
-        // target/<profile>/deps/fault_processes-HASH
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("the test binary lives in target/<profile>/deps")
-            .to_path_buf();
-        let dir = profile_dir.join("examples");
-        // Always through cargo (a no-op when they are fresh): a test run filtered with
-        // `--test` builds no examples, and stale ones would be tested silently.
-        build_examples(&profile_dir, &["push", "pull", "rpc"]);
-        dir
-    })
-}
-
-/// Builds the examples with the profile of this test binary into its target directory.
-fn build_examples(profile_dir: &Path, names: &[&str]) {
-    let profile = profile_dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
-    let target_dir = profile_dir.parent().expect("target/<profile>");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(cargo);
-    command
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["build", "-p", "a3m-examples", "--target-dir"])
-        .arg(target_dir);
-    match profile {
-        "debug" => {}
-        "release" => {
-            command.arg("--release");
-        }
-        other => {
-            command.args(["--profile", other]);
-        }
-    }
-    for name in names {
-        command.args(["--example", name]);
-    }
-    eprintln!("building the examples: {command:?}");
-    let status = command.status().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
-    assert!(
-        status.success(),
-        "`{command:?}` failed ({status}): build the examples with `cargo build --example push \
-         --example pull --example rpc` (same profile as the tests)"
-    );
+    DIR.get_or_init(|| support::built_examples(&["push", "pull", "rpc"]))
 }

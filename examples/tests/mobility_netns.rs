@@ -30,6 +30,8 @@
 //! release ones); `A3M_MOBILITY_COUNT` changes the message count. The tests run one at a time
 //! (they time things).
 
+mod support;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -241,26 +243,7 @@ fn programs_dir() -> Result<PathBuf, String> {
     if let Some(dir) = std::env::var_os("A3M_MOBILITY_BIN_DIR") {
         return Ok(PathBuf::from(dir));
     }
-    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    // target/PROFILE/deps/this-test
-    let profile = exe.parent().and_then(Path::parent).ok_or("unexpected test path")?;
-    // Always through cargo (a no-op when they are fresh): a run filtered with `--test`
-    // builds no examples, and stale ones would be tested silently.
-    let target = profile.parent().ok_or("unexpected test path")?;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["build", "-p", "a3m-examples", "--example", "push", "--example", "pull"])
-        .arg("--target-dir")
-        .arg(target);
-    if profile.file_name().is_some_and(|n| n == "release") {
-        build.arg("--release");
-    }
-    // A failed build is a failure, not a reason to skip.
-    let status = build.status();
-    assert!(status.as_ref().is_ok_and(|s| s.success()), "building push and pull: {status:?}");
-    Ok(profile.join("examples"))
+    Ok(support::built_examples(&["push", "pull"]))
 }
 
 /// Runs `ip ARGS`, panicking with its error output if it fails.

@@ -14,6 +14,8 @@
 //!
 //! The figures are printed (`cargo test -- --nocapture` shows them).
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -529,25 +531,5 @@ fn example(name: &str) -> PathBuf {
 /// `target/<profile>/examples`, with `push` and `pull` built (once per test binary).
 fn examples_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let exe = std::env::current_exe().expect("the test binary's path");
-        let profile_dir =
-            exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf();
-        let dir = profile_dir.join("examples");
-        // Always through cargo (a no-op when they are fresh): a test run filtered with
-        // `--test` builds no examples, and stale ones would be tested silently.
-        let profile = profile_dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut command = Command::new(cargo);
-        command
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["build", "-p", "a3m-examples", "--example", "push", "--example", "pull"])
-            .arg("--target-dir")
-            .arg(profile_dir.parent().expect("target"));
-        if profile == "release" {
-            command.arg("--release");
-        }
-        assert!(command.status().is_ok_and(|s| s.success()), "building push and pull");
-        dir
-    })
+    DIR.get_or_init(|| support::built_examples(&["push", "pull"]))
 }
