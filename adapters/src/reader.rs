@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use a3m_core::node::Refusal;
+use a3m_core::node::{DeferredSeal, Refusal, Transmit};
 use a3m_platform::netwatch::NetWatch;
 use a3m_platform::reactor::{Event, Events, Interest, Reactor, Token};
 use a3m_platform::udp::{RecvBatch, SendBatch, UdpSocket};
@@ -48,6 +48,9 @@ pub(crate) struct Reader {
     events: Events,
     recv: RecvBatch,
     send: SendBatch,
+    /// Datagrams queued in `send` whose sealing is left for after the lock is released:
+    /// their index in the queue, and the sealing.
+    unsealed: Vec<(usize, DeferredSeal)>,
     watching_writable: bool,
     /// Address and link changes (None where the system offers no such events).
     netwatch: Option<NetWatch>,
@@ -72,6 +75,7 @@ impl Reader {
             events: Events::with_capacity(16),
             recv: RecvBatch::new(RECV_BATCH, 65_536),
             send: SendBatch::new((SEND_BATCH_BYTES / max.max(1)).clamp(1, BATCH), max),
+            unsealed: Vec::with_capacity(BATCH),
             watching_writable: false,
             netwatch,
             reported_refusal: None,
@@ -240,8 +244,11 @@ impl Reader {
             let mut budget = HOLD_BYTES;
             let mut more = false;
             while let Some(slot) = self.send.next_slot() {
-                match state.core.poll_transmit(now, slot) {
-                    Some((to, len)) => {
+                match state.core.poll_transmit_deferred(now, slot) {
+                    Some(Transmit { to, len, seal }) => {
+                        if let Some(seal) = seal {
+                            self.unsealed.push((self.send.len(), seal));
+                        }
                         self.send.commit(to, len);
                         budget = budget.saturating_sub(len);
                         if budget == 0 {
@@ -261,12 +268,27 @@ impl Reader {
             let idle = !state.unacknowledged_reach(1);
             self.notify_progress(&state, idle);
             drop(state);
+            self.seal_queued();
             if !self.flush_blocked_batch()? {
                 return Ok(());
             }
             if !batch_full {
                 let deadline = deadline.and_then(|d| self.shared.clock.to_std(d));
                 return self.reactor.set_deadline(deadline);
+            }
+        }
+    }
+
+    /// Seals the datagrams just queued, outside the node's lock: application threads keep
+    /// queueing messages meanwhile instead of waiting microseconds per datagram.
+    fn seal_queued(&mut self) {
+        for (index, seal) in self.unsealed.drain(..) {
+            let Some(slot) = self.send.queued_mut(index) else { continue };
+            if seal.apply(slot).is_err() {
+                // Cannot happen (the core left room for the tag); never let the records out
+                // in the clear: a zeroed datagram is dropped by its receiver as malformed, and
+                // the exactly-once layer retransmits what it carried.
+                slot.fill(0);
             }
         }
     }

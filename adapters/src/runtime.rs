@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use a3m_core::id::{LinkIncarnation, NodeId, SocketId};
 use a3m_core::link::{LinkPhase, Refusal};
-use a3m_core::node::{Node as CoreNode, NodeError};
+use a3m_core::node::{Node as CoreNode, NodeError, Transmit};
 use a3m_core::poll::{Events, PollId, PollSource, Pollable};
 use a3m_core::socket::{Offer, SocketEvent, SocketKey, SocketLayer};
 use a3m_core::time::Instant;
@@ -690,7 +690,8 @@ impl Shared {
         let now = self.precise_now();
         INLINE_DATAGRAM.with_borrow_mut(|buf| {
             buf.resize(self.max_datagram, 0);
-            let Some((to, len)) = state.core.poll_transmit(now, buf) else {
+            let Some(Transmit { to, len, seal }) = state.core.poll_transmit_deferred(now, buf)
+            else {
                 drop(state);
                 return self.request_flush();
             };
@@ -709,6 +710,13 @@ impl Shared {
                 || state.deliveries_pending();
             let socket = Arc::clone(&state.tx_socket);
             drop(state);
+            // Sealed outside the lock (see `Node::poll_transmit_deferred`). It cannot fail:
+            // the core left room for the tag; if it did, nothing would leave in the clear.
+            if let Some(seal) = seal
+                && seal.apply(buf).is_err()
+            {
+                return self.request_flush();
+            }
             // A datagram lost here (the kernel buffer is full) is retransmitted like one
             // lost on the way; the reader is woken to watch the socket.
             let sent = socket.send_to(&buf[..len], to).is_ok();

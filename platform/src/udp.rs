@@ -477,6 +477,14 @@ impl SendBatch {
         true
     }
 
+    /// The slot buffer (`slot_size` bytes) of the `index`-th queued datagram from the front,
+    /// to finish it in place before it is sent (sealing it, say; its committed length stays).
+    pub fn queued_mut(&mut self, index: usize) -> Option<&mut [u8]> {
+        let i = self.head.checked_add(index).filter(|&i| i < self.tail)?;
+        let start = i * self.slot_size;
+        Some(&mut self.data[start..start + self.slot_size])
+    }
+
     /// The queued datagrams, front first.
     pub fn iter(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> + '_ {
         (self.head..self.tail).map(|i| {
@@ -593,6 +601,22 @@ mod tests {
         batch.commit(addr(9), 3);
         assert!(batch.next_slot().is_none());
         assert_eq!(batch.iter().next(), Some((addr(9), &b"xyz"[..])));
+    }
+
+    #[test]
+    fn queued_datagrams_can_be_finished_in_place_by_their_place_in_the_queue() {
+        let mut batch = SendBatch::new(3, 4);
+        assert!(batch.push(addr(1), b"a"));
+        assert!(batch.push(addr(2), b"bb"));
+        batch.consume(1);
+        // Queued after a consume: the index counts from the front, whatever the storage.
+        assert!(batch.push(addr(3), b"cc"));
+        assert!(batch.push(addr(4), b"dd"));
+        assert_eq!(batch.queued_mut(1).map(|slot| slot.len()), Some(4));
+        batch.queued_mut(1).unwrap()[..2].copy_from_slice(b"CC");
+        assert!(batch.queued_mut(3).is_none());
+        let queued: Vec<_> = batch.iter().map(|(_, b)| b.to_vec()).collect();
+        assert_eq!(queued, vec![b"bb".to_vec(), b"CC".to_vec(), b"dd".to_vec()]);
     }
 
     /// The datagrams of `batch` as (offset in its storage, length, truncated).

@@ -92,11 +92,11 @@ use crate::eo::buffers::{BufPool, Inbox};
 use crate::eo::send::SendRecord;
 use crate::eo::{Env, Params};
 use crate::id::NodeId;
-use crate::seal::{Aead, KeySchedule, SealConfig, Verdict};
+use crate::seal::{Aead, Cipher, KeySchedule, SealConfig, SealError, Verdict};
 use crate::time::Instant;
 use crate::wire::{
     self, DatagramWriter, FLAG_SEALED, Header, PATH_DATA_LEN, Record, SEAL_OVERHEAD,
-    SEAL_PREFIX_LEN, SealPrefix,
+    SEAL_PREFIX_LEN, SEAL_TAG_LEN, SealPrefix,
 };
 
 /// Idle payload buffers kept for reuse, at most.
@@ -956,6 +956,20 @@ impl Node {
     /// Writes the next datagram into `buf` (at most `max_datagram` of it is used) and returns
     /// where to send it and its length; `None` once nothing is left to send now.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
+        let out = self.transmit(now, buf, false)?;
+        debug_assert!(out.seal.is_none());
+        Some((out.to, out.len))
+    }
+
+    /// As [`Node::poll_transmit`], but a datagram to a peer is left for the caller to seal
+    /// with [`Transmit::seal`], after releasing whatever lock guards the node: sealing a
+    /// large datagram takes microseconds that other threads need not wait for. The caller
+    /// must seal the datagram before sending it, in the same buffer.
+    pub fn poll_transmit_deferred(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        self.transmit(now, buf, true)
+    }
+
+    fn transmit(&mut self, now: Instant, buf: &mut [u8], defer: bool) -> Option<Transmit> {
         let limit = buf.len().min(self.config.max_datagram);
         let coalesce = self.config.coalesce_delay;
         if let Some((peer, addr, reason)) = self.notice.take() {
@@ -967,18 +981,18 @@ impl Node {
                 self.env.stats.seal_mismatch_sent += 1;
                 self.env.stats.datagrams_sent += 1;
                 self.env.stats.bytes_sent += out.len as u64;
-                return Some((addr, out.len));
+                return Some(Transmit { to: addr, len: out.len, seal: None });
             }
         }
         if !self.epoch_notices.is_empty()
-            && let Some(out) = self.transmit_epoch_notice(&mut buf[..limit])
+            && let Some((to, len)) = self.transmit_epoch_notice(&mut buf[..limit])
         {
-            return Some(out);
+            return Some(Transmit { to, len, seal: None });
         }
         if !self.path_out.is_empty()
-            && let Some(out) = self.transmit_challenge(now, &mut buf[..limit])
+            && let Some((to, len)) = self.transmit_challenge(now, &mut buf[..limit])
         {
-            return Some(out);
+            return Some(Transmit { to, len, seal: None });
         }
         for _ in 0..self.ready.len() {
             let id = self.ready.pop_front()?;
@@ -1015,11 +1029,23 @@ impl Node {
             };
             peer.write(&mut self.env, now, &mut writer);
             let written = writer.finish();
+            let mut deferred = None;
             let len = match (&prefix, &self.seal) {
                 _ if written.records == 0 => None,
                 (Some(prefix), Some(seal)) => {
                     let ps = peer.seal.get_or_insert_with(|| Box::new(PeerSeal::new()));
-                    seal.seal(ps, &header, prefix, &mut buf[..limit], written.len)
+                    if defer {
+                        let sealed = written.len + SEAL_TAG_LEN;
+                        (sealed <= limit).then(|| {
+                            let cipher = seal.tx_cipher(ps, &header).clone();
+                            let aad_len = header.encoded_len() + SEAL_PREFIX_LEN;
+                            let (counter, len) = (prefix.counter, written.len);
+                            deferred = Some(DeferredSeal { cipher, counter, aad_len, len });
+                            sealed
+                        })
+                    } else {
+                        seal.seal(ps, &header, prefix, &mut buf[..limit], written.len)
+                    }
                 }
                 _ => Some(written.len),
             };
@@ -1033,7 +1059,7 @@ impl Node {
             let Some(addr) = peer.destination(now) else { continue };
             self.env.stats.datagrams_sent += 1;
             self.env.stats.bytes_sent += len as u64;
-            return Some((addr, len));
+            return Some(Transmit { to: addr, len, seal: deferred });
         }
         None
     }
@@ -1127,14 +1153,52 @@ impl NodeSeal {
         buf: &mut [u8],
         len: usize,
     ) -> Option<usize> {
-        let key_id = self.current.id();
-        if ps.tx.as_ref().is_none_or(|(id, c)| *id != key_id || c.aead() != self.aead) {
-            ps.tx =
-                Some((key_id, self.current.cipher(self.aead, self.epoch, header.src, header.dst)));
-        }
-        let (_, cipher) = ps.tx.as_ref()?;
+        let cipher = self.tx_cipher(ps, header);
         let aad_len = header.encoded_len() + SEAL_PREFIX_LEN;
         cipher.seal(prefix.counter, buf, aad_len, len).ok()
+    }
+
+    /// The cipher sealing this node's datagrams to the peer of `ps` (header `header`), made
+    /// when first needed or when the key or the algorithm changed.
+    fn tx_cipher<'p>(&self, ps: &'p mut PeerSeal, header: &Header<'_>) -> &'p Cipher {
+        let key_id = self.current.id();
+        if ps.tx.as_ref().is_some_and(|(id, c)| *id != key_id || c.aead() != self.aead) {
+            ps.tx = None;
+        }
+        let (_, cipher) = ps.tx.get_or_insert_with(|| {
+            (key_id, self.current.cipher(self.aead, self.epoch, header.src, header.dst))
+        });
+        cipher
+    }
+}
+
+/// A datagram [`Node::poll_transmit_deferred`] wrote: where it goes, its length once
+/// sealed, and, for a sealed one, the sealing still to do.
+#[derive(Debug)]
+pub struct Transmit {
+    /// The destination.
+    pub to: SocketAddr,
+    /// The datagram's length: with its tag if it is to be sealed.
+    pub len: usize,
+    /// `Some`: the records are still plaintext; seal them before sending.
+    pub seal: Option<DeferredSeal>,
+}
+
+/// The sealing of one datagram, taken out of the node so that it can run without the node.
+/// Holds a copy of the peer's cipher, wiped when dropped.
+#[derive(Debug)]
+pub struct DeferredSeal {
+    cipher: Cipher,
+    counter: u64,
+    aad_len: usize,
+    len: usize,
+}
+
+impl DeferredSeal {
+    /// Seals the datagram in `buf` (the buffer [`Node::poll_transmit_deferred`] wrote it
+    /// into) in place; returns its sealed length, [`Transmit::len`].
+    pub fn apply(&self, buf: &mut [u8]) -> Result<usize, SealError> {
+        self.cipher.seal(self.counter, buf, self.aad_len, self.len)
     }
 }
 
