@@ -70,8 +70,10 @@
 //!
 //! # Performance and memory
 //!
-//! * Slots are requested ahead (`base_slots` plus the queue), so in steady state a payload costs
-//!   one `TOKEN` and a share of one `ACK`; records of any kind are packed into datagrams up to
+//! * Slots are requested ahead (the queue plus a lookahead: `base_slots`, doubled each time
+//!   payloads had to wait for a grant, up to a quarter of the window), so in steady state a
+//!   payload costs one `TOKEN` and a share of one `ACK`, and a fast stream does not wait a
+//!   round trip for its slots; records of any kind are packed into datagrams up to
 //!   `max_datagram`, and an `ACK` carries up to 64 ranges.
 //! * The sender keeps at most `window` slots between its oldest unacknowledged token and its
 //!   newest grant, and at most `max_queued` payloads waiting for a slot; the receiver's open

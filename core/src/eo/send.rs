@@ -158,6 +158,11 @@ pub(crate) struct SendRecord {
     last_send: Instant,
     bytes_in_flight: usize,
     congestion: Congestion,
+    /// Slots requested ahead beyond the queue: `base_slots` at first, doubled (up to a
+    /// quarter of the window) each time payloads waited for a grant after the previous one
+    /// was used up, so a fast stream's slots arrive before it needs them instead of a round
+    /// trip late. A record that goes idle is dropped, and its successor starts over.
+    ahead: u64,
 }
 
 impl SendRecord {
@@ -190,6 +195,7 @@ impl SendRecord {
             last_send: now,
             bytes_in_flight: 0,
             congestion: Congestion::new(env.params.max_datagram),
+            ahead: env.params.base_slots,
         }
     }
 
@@ -288,12 +294,12 @@ impl SendRecord {
         }
         let envelopes = self.granted_end - self.bound_end;
         let queued = self.queued() as u64;
-        let base = env.params.base_slots;
-        if envelopes >= queued + base / 2 && !(envelopes == 0 && queued > 0) {
+        if envelopes >= queued + self.ahead / 2 && !(envelopes == 0 && queued > 0) {
             return;
         }
         let room = env.params.window.saturating_sub(self.granted_end - self.acked_base);
-        let count = (queued + base).saturating_sub(envelopes).min(room).min(u64::from(u32::MAX));
+        let count =
+            (queued + self.ahead).saturating_sub(envelopes).min(room).min(u64::from(u32::MAX));
         if count == 0 {
             return;
         }
@@ -394,6 +400,10 @@ impl SendRecord {
         let count = slots.count.min(request.count);
         if request.sends == 1 {
             rtt.sample(now.saturating_since(request.last_sent));
+        }
+        // Payloads waited for this grant, the previous one used up: ask further ahead.
+        if self.inc.is_some() && self.bound_end == self.granted_end && self.queued() > 0 {
+            self.ahead = (self.ahead * 2).min(env.params.window / 4).max(env.params.base_slots);
         }
         self.request = None;
         self.inc = Some(slots.incarnation);
@@ -886,6 +896,72 @@ mod tests {
         assert_eq!(output(&mut s, &mut env, quiet), vec![refresh]);
         assert!(!s.has_output());
         assert_eq!(s.deadline(&env, &rtt), Some(t2 + Duration::from_secs(1)));
+    }
+
+    /// The `count` of the request among what `s` writes now (panics if there is none).
+    fn requested(s: &mut SendRecord, env: &mut Env, now: Instant) -> u32 {
+        let out = output(s, env, now);
+        let mut requests = out.iter().filter_map(|r| match r {
+            Rec::ReqSlots(r) => Some(r.count),
+            _ => None,
+        });
+        requests.next().unwrap_or_else(|| panic!("expected a REQSLOTS in {out:?}"))
+    }
+
+    #[test]
+    fn a_stream_that_waits_for_slots_asks_further_ahead_up_to_a_quarter_of_the_window() {
+        let mut env = env(NodeConfig { window: 64, base_slots: 2, ..config() });
+        let mut rtt = rtt(&env);
+        let mut s = SendRecord::new(&env, T0);
+        let mut now = T0;
+        let (mut counts, mut aheads) = (Vec::new(), Vec::new());
+        for _ in 0..6 {
+            // A burst larger than the slots left: the record waits a round trip for a grant.
+            for _ in 0..10 {
+                submit(&mut s, &mut env, b"x");
+            }
+            let start = s.granted_end;
+            let count = requested(&mut s, &mut env, now);
+            counts.push(count);
+            now += Duration::from_millis(1);
+            s.on_slots(&mut env, now, &mut rtt, grant(start, 7, count));
+            aheads.push(s.ahead);
+            output(&mut s, &mut env, now);
+            let (first, end) = (s.acked_base, s.bound_end);
+            ack(&mut s, &mut env, &mut rtt, now, 7, &[(first, end)]);
+            assert_eq!(s.unacknowledged(), 0);
+        }
+        // What is asked ahead doubles with each grant that payloads waited for (not the
+        // first: a new record always waits), from 2 up to 16, a quarter of the window.
+        assert_eq!(aheads, vec![2, 4, 8, 16, 16, 16]);
+        // Each request: the payloads of the burst left without a slot, plus that lookahead.
+        // The last burst fits in what is left of the previous grant: no wait, no doubling.
+        assert_eq!(counts, vec![10 + 2, 8 + 2, 8 + 4, 6 + 8, 2 + 16, 16 - 6]);
+    }
+
+    #[test]
+    fn a_stream_that_never_waits_keeps_the_base_lookahead() {
+        let mut env = env(NodeConfig { window: 64, base_slots: 8, ..config() });
+        let mut rtt = rtt(&env);
+        let mut s = SendRecord::new(&env, T0);
+        let mut now = T0;
+        for _ in 0..20 {
+            // One payload at a time: a new grant is asked for before the slots run out.
+            submit(&mut s, &mut env, b"x");
+            now += Duration::from_millis(1);
+            for r in output(&mut s, &mut env, now) {
+                match r {
+                    Rec::ReqSlots(r) => {
+                        s.on_slots(&mut env, now, &mut rtt, grant(r.start, 7, r.count))
+                    }
+                    Rec::Token(slot, ..) => {
+                        ack(&mut s, &mut env, &mut rtt, now, 7, &[(slot, slot + 1)])
+                    }
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(s.ahead, 8);
     }
 
     #[test]

@@ -28,7 +28,9 @@ pub struct NodeConfig {
     /// busy). A receive record keeps a bitmap of 2 × `window` slots, rounded up to a power
     /// of two of 64-bit words (a window just above a power of two nearly doubles it).
     pub window: u32,
-    /// Slots a busy sender requests ahead beyond its queued payloads (default 64).
+    /// Slots a busy sender requests ahead beyond its queued payloads, at first (default 64):
+    /// a send record doubles its lookahead each time its payloads had to wait for a grant,
+    /// up to a quarter of `window`, so that a fast stream's slots come before it needs them.
     pub base_slots: u32,
     /// Most payloads queued per peer while waiting for a slot (default 4096, at least 1);
     /// `submit` fails with [`NodeError::QueueFull`] beyond.
