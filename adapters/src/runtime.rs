@@ -715,6 +715,7 @@ impl Shared {
             if let Some(seal) = seal
                 && seal.apply(buf).is_err()
             {
+                debug_assert!(false, "sealing an inline datagram failed");
                 return self.request_flush();
             }
             // A datagram lost here (the kernel buffer is full) is retransmitted like one

@@ -344,6 +344,8 @@ impl SendRecord {
         let requested = self.request.map_or(0, |r| r.start.saturating_add(r.count.into()));
         env.advance_clock(self.granted_end.max(requested));
         let start = if keep_request { self.granted_end } else { env.clock };
+        // A new incarnation starts as a new record would.
+        self.ahead = env.params.base_slots;
         self.inc = None;
         self.acked_base = start;
         self.bound_end = start;
@@ -937,6 +939,30 @@ mod tests {
         // Each request: the payloads of the burst left without a slot, plus that lookahead.
         // The last burst fits in what is left of the previous grant: no wait, no doubling.
         assert_eq!(counts, vec![10 + 2, 8 + 2, 8 + 4, 6 + 8, 2 + 16, 16 - 6]);
+    }
+
+    #[test]
+    fn a_lost_incarnation_starts_the_lookahead_over() {
+        let mut env = env(NodeConfig { window: 64, base_slots: 2, ..config() });
+        let mut rtt = rtt(&env);
+        let mut s = SendRecord::new(&env, T0);
+        for round in 0..3 {
+            for _ in 0..10 {
+                submit(&mut s, &mut env, b"x");
+            }
+            let start = s.granted_end;
+            let count = requested(&mut s, &mut env, T0);
+            s.on_slots(&mut env, T0, &mut rtt, grant(start, 7, count));
+            if round < 2 {
+                output(&mut s, &mut env, T0);
+                let (first, end) = (s.acked_base, s.bound_end);
+                ack(&mut s, &mut env, &mut rtt, T0, 7, &[(first, end)]);
+            }
+        }
+        assert_eq!(s.ahead, 8);
+        // The receiver forgot incarnation 7 (a status of a newer one, no slots).
+        s.on_slots(&mut env, T0, &mut rtt, grant(0, 8, 0));
+        assert_eq!(s.ahead, 2);
     }
 
     #[test]

@@ -30,7 +30,8 @@ pub struct NodeConfig {
     pub window: u32,
     /// Slots a busy sender requests ahead beyond its queued payloads, at first (default 64):
     /// a send record doubles its lookahead each time its payloads had to wait for a grant,
-    /// up to a quarter of `window`, so that a fast stream's slots come before it needs them.
+    /// up to a quarter of `window`, so that a fast stream's slots come before it needs them
+    /// (0: no lookahead, and no growth).
     pub base_slots: u32,
     /// Most payloads queued per peer while waiting for a slot (default 4096, at least 1);
     /// `submit` fails with [`NodeError::QueueFull`] beyond.

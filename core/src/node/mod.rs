@@ -1175,6 +1175,7 @@ impl NodeSeal {
 /// A datagram [`Node::poll_transmit_deferred`] wrote: where it goes, its length once
 /// sealed, and, for a sealed one, the sealing still to do.
 #[derive(Debug)]
+#[must_use = "a datagram with a pending seal must be sealed before it is sent"]
 pub struct Transmit {
     /// The destination.
     pub to: SocketAddr,
@@ -1185,8 +1186,10 @@ pub struct Transmit {
 }
 
 /// The sealing of one datagram, taken out of the node so that it can run without the node.
-/// Holds a copy of the peer's cipher, wiped when dropped.
+/// Holds a copy of the peer's cipher, wiped when dropped (moves of it may leave copies on
+/// the stack, as any move of key material in Rust may). Applied once: it owns the counter.
 #[derive(Debug)]
+#[must_use = "the datagram stays unsealed until this is applied"]
 pub struct DeferredSeal {
     cipher: Cipher,
     counter: u64,
@@ -1196,8 +1199,9 @@ pub struct DeferredSeal {
 
 impl DeferredSeal {
     /// Seals the datagram in `buf` (the buffer [`Node::poll_transmit_deferred`] wrote it
-    /// into) in place; returns its sealed length, [`Transmit::len`].
-    pub fn apply(&self, buf: &mut [u8]) -> Result<usize, SealError> {
+    /// into) in place; returns its sealed length, [`Transmit::len`]. Consumes the seal, so
+    /// its counter (the nonce) seals one datagram only.
+    pub fn apply(self, buf: &mut [u8]) -> Result<usize, SealError> {
         self.cipher.seal(self.counter, buf, self.aad_len, self.len)
     }
 }
