@@ -5,7 +5,7 @@
 #   bash ci/bench-sealed.sh
 #
 # Not part of .ci/run: timings depend on the machine and its load. Modelled on ci/bench.sh
-# (its helpers are copied, not shared, so the two scripts evolve apart). It installs
+# (the helpers both use are in ci/bench-lib.sh). It installs
 # Debian's libzmq3-dev if missing (built with libsodium, so it has CURVE), compiles
 # ci/peers/zmq_curve_thr.c (and zmq_thr.c, plaintext ZeroMQ for context), builds a3m's
 # local_thr/remote_thr in release, writes a fresh key file (mode 0600), then runs a3m
@@ -71,35 +71,8 @@ keyfile=$keydir/psk
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$keyfile"
 chmod 600 "$keyfile"
 
-# ---- Running one measurement (as in ci/bench.sh) ---------------------------------------------
-next_port() { port=$((port + 1)); }
-
-# serve_and_run KEY FIELD -- SERVER... -- CLIENT...: starts the server side, then the client
-# side; appends FIELD's value from whichever side printed it to $runs/KEY.
-serve_and_run() {
-    local key=$1 field=$2
-    shift 3
-    local server=() client=()
-    while [ "$1" != "--" ]; do server+=("$1"); shift; done
-    shift
-    client=("$@")
-    local log=$runs/$key.log
-    timeout "$limit" "${server[@]}" >"$log.server" 2>&1 &
-    local server_pid=$!
-    sleep 0.3
-    local client_status=0 server_status=0
-    timeout "$limit" "${client[@]}" >"$log.client" 2>&1 || client_status=$?
-    wait "$server_pid" || server_status=$?
-    cat "$log.server" "$log.client" >>"$log"
-    local value
-    value=$(sed -n "s/.*[ ]$field=\([0-9.]*\).*/\1/p" "$log.server" "$log.client" | head -n1)
-    if [ "$client_status" -ne 0 ] || [ "$server_status" -ne 0 ] || [ -z "$value" ]; then
-        echo "  run failed: $key (client exit $client_status, server exit $server_status);" \
-            "output in $log" >&2
-        return 0
-    fi
-    echo "$value" >>"$runs/$key"
-}
+# ---- Running one measurement (helpers shared with ci/bench.sh) --------------------------------
+source ci/bench-lib.sh
 
 thr() { # LIB SIZE
     local lib=$1 size=$2 key=thr.$2.$1
@@ -156,17 +129,6 @@ if [ "$have_rpc_key" = yes ]; then
 fi
 
 # ---- The report -------------------------------------------------------------------------------
-median() { # FILE: the median of its numbers, or n/a
-    [ -s "$1" ] || { echo n/a; return; }
-    sort -g "$1" | awk '{a[NR]=$1} END {m = (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2;
-        printf (m >= 100 ? "%.0f\n" : "%.2f\n"), m}'
-}
-runs_of() { [ -s "$1" ] && paste -sd, "$1" || echo -; }
-ratio() { # A B: A/B, or n/a
-    awk -v a="$1" -v b="$2" 'BEGIN { if (a+0 > 0 && b+0 > 0) printf "%.2f\n", a/b;
-        else print "n/a" }'
-}
-
 row_format="%-22s %11s %11s %11s %11s   %s\n"
 echo
 printf "$row_format" case a3m a3m_sealed zmq_curve zmq "runs a3m | sealed | curve | zmq"
