@@ -52,6 +52,8 @@ pub(crate) struct Reader {
     /// their index in the queue, and the sealing.
     unsealed: Vec<(usize, DeferredSeal)>,
     watching_writable: bool,
+    /// At least a few payloads were unacknowledged at the end of the last send: a stream.
+    streaming: bool,
     /// Address and link changes (None where the system offers no such events).
     netwatch: Option<NetWatch>,
     /// The last sealing mismatch reported on standard error.
@@ -77,6 +79,7 @@ impl Reader {
             send: SendBatch::new((SEND_BATCH_BYTES / max.max(1)).clamp(1, BATCH), max),
             unsealed: Vec::with_capacity(BATCH),
             watching_writable: false,
+            streaming: false,
             netwatch,
             reported_refusal: None,
             reported_at: None,
@@ -220,6 +223,14 @@ impl Reader {
 
     /// Runs due timers and sends everything the core has to send, batch by batch.
     fn run_timers_and_send(&mut self) -> std::io::Result<()> {
+        if self.streaming && self.shared.spin.is_zero() {
+            // A stream is in flight and this thread blocks instead of spinning: each wake-up
+            // (an ACK, a flush request) would send what little was queued since the last, as
+            // a datagram of its own (sealed, each costs its own AEAD setup). Let an
+            // application thread on this processor queue more first; a spinning reader
+            // yields in its spin anyway (see `wait`).
+            std::thread::yield_now();
+        }
         self.shared.flush_requested.store(false, Ordering::Release);
         loop {
             if !self.flush_blocked_batch()? {
@@ -266,6 +277,7 @@ impl Reader {
             };
             state.armed_deadline = deadline;
             let idle = !state.unacknowledged_reach(1);
+            self.streaming = state.unacknowledged_reach(8);
             self.notify_progress(&state, idle);
             drop(state);
             self.seal_queued();
