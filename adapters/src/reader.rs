@@ -19,6 +19,7 @@ use a3m_platform::udp::{RecvBatch, SendBatch, UdpSocket};
 use parking_lot::MutexGuard;
 
 use crate::runtime::{Shared, State};
+use crate::socket::INLINE_BELOW_UNACKNOWLEDGED;
 use crate::spin::spin;
 
 /// Datagrams moved per `sendmmsg` call at most (the platform's maximum).
@@ -52,7 +53,8 @@ pub(crate) struct Reader {
     /// their index in the queue, and the sealing.
     unsealed: Vec<(usize, DeferredSeal)>,
     watching_writable: bool,
-    /// At least a few payloads were unacknowledged at the end of the last send: a stream.
+    /// Enough payloads were unacknowledged at the end of the last send that application
+    /// threads leave sending to this reader ([`INLINE_BELOW_UNACKNOWLEDGED`]): a stream.
     streaming: bool,
     /// Address and link changes (None where the system offers no such events).
     netwatch: Option<NetWatch>,
@@ -277,7 +279,7 @@ impl Reader {
             };
             state.armed_deadline = deadline;
             let idle = !state.unacknowledged_reach(1);
-            self.streaming = state.unacknowledged_reach(8);
+            self.streaming = state.unacknowledged_reach(INLINE_BELOW_UNACKNOWLEDGED);
             self.notify_progress(&state, idle);
             drop(state);
             self.seal_queued();

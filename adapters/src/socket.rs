@@ -911,8 +911,9 @@ enum Transmit {
 /// Payloads in flight below which a send transmits from the calling thread. 8: RPC with 4
 /// clients in one process rose from 28–35 k to 40–42 k round trips/s (1 before: only an
 /// idle node sent inline), while streams were unchanged (100 B: 2.57–2.87 M msgs/s vs
-/// 2.51–3.00 M); at 32, streams lost 10–20 % to one-message datagrams.
-const INLINE_BELOW_UNACKNOWLEDGED: usize = 8;
+/// 2.51–3.00 M); at 32, streams lost 10–20 % to one-message datagrams. At or above it, the
+/// node is streaming (the reader batches; see `Reader::run_timers_and_send`).
+pub(crate) const INLINE_BELOW_UNACKNOWLEDGED: usize = 8;
 
 /// Takes the oldest message received ahead, with its sender.
 fn take_owned(ahead: &mut Ahead) -> Option<Result<(Vec<u8>, SocketId), SocketError>> {
