@@ -606,7 +606,7 @@ impl Socket {
         op: impl FnOnce(&mut State, SocketKey) -> Result<T, SocketError>,
         size: usize,
     ) -> Option<Result<T>> {
-        self.attempt_then(op, size, Transmit::IfFew)
+        self.attempt_then(op, size, TransmitFrom::IfFew)
     }
 
     /// One non-blocking try of a receive: like [`Socket::attempt`], but the credits it gives
@@ -615,14 +615,14 @@ impl Socket {
         &self,
         op: impl FnOnce(&mut State, SocketKey) -> Result<T, SocketError>,
     ) -> Option<Result<T>> {
-        self.attempt_then(op, 0, Transmit::Inline)
+        self.attempt_then(op, 0, TransmitFrom::Inline)
     }
 
     fn attempt_then<T>(
         &self,
         op: impl FnOnce(&mut State, SocketKey) -> Result<T, SocketError>,
         size: usize,
-        transmit: Transmit,
+        transmit: TransmitFrom,
     ) -> Option<Result<T>> {
         let mut state = self.shared.state.lock();
         if state.closed {
@@ -635,8 +635,8 @@ impl Socket {
         // trip, also with several requests in flight); behind a stream in flight it waits
         // for the reader, which sends it in batches.
         let inline = match transmit {
-            Transmit::Inline => true,
-            Transmit::IfFew => !state.unacknowledged_reach(INLINE_BELOW_UNACKNOWLEDGED),
+            TransmitFrom::Inline => true,
+            TransmitFrom::IfFew => !state.unacknowledged_reach(INLINE_BELOW_UNACKNOWLEDGED),
         };
         let outcome = match op(&mut state, key) {
             Ok(value) => {
@@ -900,7 +900,7 @@ impl Drop for Socket {
 
 /// Who sends what a socket call gave the transport.
 #[derive(Debug, Clone, Copy)]
-enum Transmit {
+enum TransmitFrom {
     /// The calling thread, one datagram (the rest by the reader).
     Inline,
     /// The calling thread if fewer than [`INLINE_BELOW_UNACKNOWLEDGED`] payloads are

@@ -132,6 +132,19 @@ impl Pair {
         }
     }
 
+    /// `a` moves to a new address and tells `b`; checks that `b` validates the move and
+    /// follows it, and that 5 messages sent from there all arrive (`case` names the run).
+    fn move_a_and_check_it_is_followed(&mut self, case: &str) {
+        let new_addr = addr("10.0.0.9:7001");
+        self.a_addr = new_addr;
+        self.a.announce(self.now);
+        self.send(5);
+        assert_eq!(self.delivered(), 5, "{case}");
+        assert_eq!(self.b.peer_addr(&id("a")), Some(new_addr), "{case}");
+        assert_eq!(self.b.stats().path_validated, 1, "{case}");
+        assert_eq!(self.a.unacknowledged(), 0, "{case}");
+    }
+
     fn send(&mut self, n: usize) {
         for i in 0..n {
             self.a.submit(self.now, &id("b"), format!("message {i}").as_bytes()).unwrap();
@@ -410,14 +423,7 @@ fn a_genuine_move_is_proven_then_followed_sealed_and_plaintext() {
         let mut p = Pair::new(key, key);
         p.send(5);
         assert_eq!(p.delivered(), 5);
-        let new_addr = addr("10.0.0.9:7001");
-        p.a_addr = new_addr;
-        p.a.announce(p.now);
-        p.send(5);
-        assert_eq!(p.delivered(), 5, "key {}", key.is_some());
-        assert_eq!(p.b.peer_addr(&id("a")), Some(new_addr));
-        assert_eq!(p.b.stats().path_validated, 1);
-        assert_eq!(p.a.unacknowledged(), 0);
+        p.move_a_and_check_it_is_followed(&format!("key {}", key.is_some()));
     }
 }
 
@@ -597,14 +603,7 @@ fn forged_plaintext_from_ten_thousand_addresses_gets_a_bounded_number_of_challen
     let s = p.b.stats();
     assert!(s.path_challenges_sent - before.path_challenges_sent <= bound * 9, "{s:?}");
     // A genuine move afterwards is validated and followed.
-    let new_addr = addr("10.0.0.9:7001");
-    p.a_addr = new_addr;
-    p.a.announce(p.now);
-    p.send(5);
-    assert_eq!(p.delivered(), 5);
-    assert_eq!(p.b.peer_addr(&id("a")), Some(new_addr));
-    assert_eq!(p.b.stats().path_validated, 1);
-    assert_eq!(p.a.unacknowledged(), 0);
+    p.move_a_and_check_it_is_followed("after 10,000 forgeries");
 }
 
 #[test]

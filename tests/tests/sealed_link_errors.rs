@@ -4,36 +4,25 @@
 //! an early failure; a peer that gives no answer at all is a plain `Error::Timeout`;
 //! matching keys link.
 
-use std::net::{SocketAddr, UdpSocket};
+mod socket_support;
+
+use std::net::UdpSocket;
 use std::time::Duration;
 
 use a3m::core::node::RefusalReason;
-use a3m::{Error, LinkFailure, LinkTimeout, Node, NodeBuilder, Socket};
+use a3m::{Error, LinkFailure, LinkTimeout, Node, Socket};
+use socket_support::{WAIT, loopback, sealed_builder};
 
 /// The wait that is expected to time out.
 const BRIEF: Duration = Duration::from_millis(1500);
-/// The wait that is expected to succeed.
-const WAIT: Duration = Duration::from_secs(30);
 const KEY: [u8; 32] = [0x3c; 32];
 const OTHER_KEY: [u8; 32] = [0xa5; 32];
-
-fn loopback() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
-
-fn builder(id: &str, key: Option<[u8; 32]>) -> NodeBuilder {
-    let b = NodeBuilder::new(id).bind(loopback());
-    match key {
-        Some(k) => b.psk(k),
-        None => b,
-    }
-}
 
 /// Node B with a pull socket `sink`, and node A (knowing B) with a push socket `source`
 /// linking to it.
 fn pair(a_key: Option<[u8; 32]>, b_key: Option<[u8; 32]>) -> (Node, Node, Socket, Socket) {
-    let b = builder("B", b_key).start().unwrap();
-    let a = builder("A", a_key).peer("B", b.local_addr()).start().unwrap();
+    let b = sealed_builder("B", b_key).start().unwrap();
+    let a = sealed_builder("A", a_key).peer("B", b.local_addr()).start().unwrap();
     let sink = b.pull("sink").unwrap();
     let source = a.push("source").unwrap();
     source.link("B/sink").unwrap();
@@ -126,7 +115,7 @@ fn links_both_ways_between_nodes_with_different_keys_name_the_mismatch_on_both_s
 fn a_link_to_an_address_where_nothing_listens_is_a_plain_timeout() {
     // A free port: bound, then released.
     let nobody = UdpSocket::bind(loopback()).unwrap().local_addr().unwrap();
-    let a = builder("A", Some(KEY)).peer("B", nobody).start().unwrap();
+    let a = sealed_builder("A", Some(KEY)).peer("B", nobody).start().unwrap();
     let source = a.push("source").unwrap();
     source.link("B/sink").unwrap();
     let error = source.wait_for_link(Some(BRIEF)).unwrap_err();

@@ -3,26 +3,15 @@
 //! sides, key rotation mid-stream, and a peer moving to a new port (proven by a sealed path
 //! challenge).
 
-use std::net::SocketAddr;
+mod socket_support;
+
 use std::time::{Duration, Instant};
 
 use a3m::core::node::RefusalReason;
 use a3m::{Node, NodeBuilder};
+use socket_support::{WAIT, loopback, sealed_builder};
 
-const WAIT: Duration = Duration::from_secs(30);
 const KEY: [u8; 32] = [0x3c; 32];
-
-fn loopback() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
-
-fn sealed(id: &str, key: Option<[u8; 32]>) -> NodeBuilder {
-    let b = NodeBuilder::new(id).bind(loopback());
-    match key {
-        Some(k) => b.psk(k),
-        None => b,
-    }
-}
 
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + WAIT;
@@ -34,8 +23,8 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn sealed_sockets_and_raw_datagrams_arrive_exactly_once() {
-    let b = sealed("B", Some(KEY)).start().unwrap();
-    let a = sealed("A", Some(KEY)).peer("B", b.local_addr()).start().unwrap();
+    let b = sealed_builder("B", Some(KEY)).start().unwrap();
+    let a = sealed_builder("A", Some(KEY)).peer("B", b.local_addr()).start().unwrap();
     assert!(a.is_sealed() && b.is_sealed());
     let sink = b.pull("sink").unwrap();
     let source = a.push("source").unwrap();
@@ -68,7 +57,7 @@ fn a_key_file_seals_and_a_world_readable_one_is_refused() {
     let _ = std::fs::remove_file(&path);
     a3m::keyfile::write_key_file(&path, &KEY).unwrap();
     let b = NodeBuilder::new("B").bind(loopback()).psk_file(&path).unwrap().start().unwrap();
-    let a = sealed("A", Some(KEY)).peer("B", b.local_addr()).start().unwrap();
+    let a = sealed_builder("A", Some(KEY)).peer("B", b.local_addr()).start().unwrap();
     a.send_to("B", b"from a key file").unwrap();
     assert_eq!(b.recv_timeout(WAIT).unwrap().payload, b"from a key file");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
@@ -79,8 +68,8 @@ fn a_key_file_seals_and_a_world_readable_one_is_refused() {
 
 #[test]
 fn a_sealing_mismatch_is_reported_on_both_sides() {
-    let b = sealed("B", Some(KEY)).start().unwrap();
-    let a = sealed("A", None).peer("B", b.local_addr()).start().unwrap();
+    let b = sealed_builder("B", Some(KEY)).start().unwrap();
+    let a = sealed_builder("A", None).peer("B", b.local_addr()).start().unwrap();
     a.send_to("B", b"plaintext").unwrap();
     wait_until("the refusal", || b.last_refusal().is_some() && a.last_refusal().is_some());
     assert_eq!(b.last_refusal().unwrap().reason, RefusalReason::PlaintextWithKey);
@@ -88,15 +77,15 @@ fn a_sealing_mismatch_is_reported_on_both_sides() {
     assert!(b.stats().plaintext_refused > 0);
     assert!(b.try_recv().is_err(), "a refused datagram was delivered");
 
-    let c = sealed("C", Some([9; 32])).peer("B", b.local_addr()).start().unwrap();
+    let c = sealed_builder("C", Some([9; 32])).peer("B", b.local_addr()).start().unwrap();
     c.send_to("B", b"other key").unwrap();
     wait_until("the unknown key", || b.stats().sealed_unknown_key + b.stats().sealed_bad_tag > 0);
 }
 
 #[test]
 fn rotating_the_key_mid_stream_loses_nothing() {
-    let b = sealed("B", Some(KEY)).start().unwrap();
-    let a = sealed("A", Some(KEY)).peer("B", b.local_addr()).start().unwrap();
+    let b = sealed_builder("B", Some(KEY)).start().unwrap();
+    let a = sealed_builder("A", Some(KEY)).peer("B", b.local_addr()).start().unwrap();
     let next = [0x99; 32];
     let received = std::thread::scope(|s| {
         let receiver = s.spawn(|| {
@@ -126,8 +115,8 @@ fn rotating_the_key_mid_stream_loses_nothing() {
 
 #[test]
 fn a_sealed_peer_that_moves_is_followed_after_a_path_challenge() {
-    let b = sealed("B", Some(KEY)).start().unwrap();
-    let a: Node = sealed("A", Some(KEY)).peer("B", b.local_addr()).start().unwrap();
+    let b = sealed_builder("B", Some(KEY)).start().unwrap();
+    let a: Node = sealed_builder("A", Some(KEY)).peer("B", b.local_addr()).start().unwrap();
     a.send_to("B", b"before").unwrap();
     assert_eq!(b.recv_timeout(WAIT).unwrap().payload, b"before");
     wait_until("the first ack", || a.unacknowledged() == 0);
@@ -146,8 +135,8 @@ fn a_sealed_peer_that_moves_is_followed_after_a_path_challenge() {
 
 #[test]
 fn a_link_across_a_sealing_mismatch_says_why_it_does_not_come_up() {
-    let b = sealed("B", Some(KEY)).start().unwrap();
-    let a = sealed("A", None).peer("B", b.local_addr()).start().unwrap();
+    let b = sealed_builder("B", Some(KEY)).start().unwrap();
+    let a = sealed_builder("A", None).peer("B", b.local_addr()).start().unwrap();
     let _sink = b.pull("sink").unwrap();
     let source = a.push("source").unwrap();
     source.link("B/sink").unwrap();

@@ -910,6 +910,31 @@ mod tests {
         requests.next().unwrap_or_else(|| panic!("expected a REQSLOTS in {out:?}"))
     }
 
+    /// Submits a burst of `burst` payloads and grants whatever `s` then requests (at
+    /// `now`); returns the requested count.
+    fn burst_and_grant(
+        s: &mut SendRecord,
+        env: &mut Env,
+        rtt: &mut Rtt,
+        now: Instant,
+        burst: usize,
+    ) -> u32 {
+        for _ in 0..burst {
+            submit(s, env, b"x");
+        }
+        let start = s.granted_end;
+        let count = requested(s, env, now);
+        s.on_slots(env, now, rtt, grant(start, 7, count));
+        count
+    }
+
+    /// Sends every bound token of `s` and acknowledges them all.
+    fn send_and_ack_all(s: &mut SendRecord, env: &mut Env, rtt: &mut Rtt, now: Instant) {
+        output(s, env, now);
+        let (first, end) = (s.acked_base, s.bound_end);
+        ack(s, env, rtt, now, 7, &[(first, end)]);
+    }
+
     #[test]
     fn a_stream_that_waits_for_slots_asks_further_ahead_up_to_a_quarter_of_the_window() {
         let mut env = env(NodeConfig { window: 64, base_slots: 2, ..config() });
@@ -919,18 +944,10 @@ mod tests {
         let (mut counts, mut aheads) = (Vec::new(), Vec::new());
         for _ in 0..6 {
             // A burst larger than the slots left: the record waits a round trip for a grant.
-            for _ in 0..10 {
-                submit(&mut s, &mut env, b"x");
-            }
-            let start = s.granted_end;
-            let count = requested(&mut s, &mut env, now);
-            counts.push(count);
             now += Duration::from_millis(1);
-            s.on_slots(&mut env, now, &mut rtt, grant(start, 7, count));
+            counts.push(burst_and_grant(&mut s, &mut env, &mut rtt, now, 10));
             aheads.push(s.ahead);
-            output(&mut s, &mut env, now);
-            let (first, end) = (s.acked_base, s.bound_end);
-            ack(&mut s, &mut env, &mut rtt, now, 7, &[(first, end)]);
+            send_and_ack_all(&mut s, &mut env, &mut rtt, now);
             assert_eq!(s.unacknowledged(), 0);
         }
         // What is asked ahead doubles with each grant that payloads waited for (not the
@@ -947,16 +964,9 @@ mod tests {
         let mut rtt = rtt(&env);
         let mut s = SendRecord::new(&env, T0);
         for round in 0..3 {
-            for _ in 0..10 {
-                submit(&mut s, &mut env, b"x");
-            }
-            let start = s.granted_end;
-            let count = requested(&mut s, &mut env, T0);
-            s.on_slots(&mut env, T0, &mut rtt, grant(start, 7, count));
+            burst_and_grant(&mut s, &mut env, &mut rtt, T0, 10);
             if round < 2 {
-                output(&mut s, &mut env, T0);
-                let (first, end) = (s.acked_base, s.bound_end);
-                ack(&mut s, &mut env, &mut rtt, T0, 7, &[(first, end)]);
+                send_and_ack_all(&mut s, &mut env, &mut rtt, T0);
             }
         }
         assert_eq!(s.ahead, 8);

@@ -1,7 +1,8 @@
-//! Helpers shared by the `socket_*` acceptance tests: nodes on UDP loopback and numbered
-//! messages.
+//! Helpers shared by the `socket_*` and `sealed_*` acceptance tests: nodes on UDP loopback
+//! and numbered messages.
 #![allow(dead_code)]
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use a3m::{Node, NodeBuilder, Pull, Push, Socket, SocketOptions};
@@ -11,6 +12,20 @@ pub const WAIT: Duration = Duration::from_secs(30);
 
 /// A short wait for something that must not happen.
 pub const BRIEF: Duration = Duration::from_millis(50);
+
+/// An ephemeral port on the IPv4 loopback address.
+pub fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// A node builder bound to an ephemeral loopback port, sealing with `key` if there is one.
+pub fn sealed_builder(id: &str, key: Option<[u8; 32]>) -> NodeBuilder {
+    let builder = NodeBuilder::new(id).bind(loopback());
+    match key {
+        Some(key) => builder.psk(key),
+        None => builder,
+    }
+}
 
 /// A node on loopback.
 pub fn node(id: &str) -> Node {
