@@ -109,9 +109,11 @@ impl NodeBuilder {
         self
     }
 
-    /// The sealing epoch of this start (default: the wall clock in microseconds). It must
-    /// grow from one start of a node to the next: peers refuse an older one (see
-    /// [`a3m_core::seal::SealConfig::epoch`]).
+    /// The sealing epoch of this start (default: the wall clock in microseconds). It should
+    /// grow from one start of a node to the next: peers hold an older one for a replayed
+    /// capture until a challenge proves it live, about 250 ms and a round trip after the
+    /// node's previous start fell silent (see [`a3m_core::seal::SealConfig::epoch`]). A boot
+    /// counter kept on disk is a good epoch for a machine whose clock may go back.
     pub fn seal_epoch(mut self, epoch: u64) -> Self {
         self.epoch = Some(epoch);
         self

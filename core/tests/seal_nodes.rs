@@ -225,8 +225,11 @@ fn each_bad_datagram_is_dropped_with_its_own_counter_and_changes_nothing() {
 
     let check = |p: &mut Pair, name: &str, bytes: &[u8], from: SocketAddr, counter: usize| {
         // Only a plaintext datagram and one sealed with an unknown key get an answer: the
-        // (plaintext) notice saying why they are refused.
+        // (plaintext) notice saying why they are refused. And an authentic datagram of a
+        // stale epoch from a silent peer gets a challenge to that epoch (its clock may have
+        // gone back: `node::probe`), sealed, where it came from.
         let now = p.now;
+        let probe = counter == 7;
         let reason = match counter {
             1 => Some(a3m_core::wire::SEAL_MISMATCH_KEY_REQUIRED),
             3 => Some(a3m_core::wire::SEAL_MISMATCH_UNKNOWN_KEY),
@@ -241,11 +244,18 @@ fn each_bad_datagram_is_dropped_with_its_own_counter_and_changes_nothing() {
         assert_eq!(p.b.peer_count(), peers, "{name}");
         assert_eq!(p.b.peer_addr(&id("a")), Some(p.a_addr), "{name}");
         assert!(!p.b.has_delivery(), "{name}");
-        assert_eq!(p.b.wants_transmit(), notice, "{name}: output after a dropped datagram");
+        assert_eq!(p.b.wants_transmit(), notice || probe, "{name}: output after a drop");
         let mut buf = [0u8; 256];
         if let Some((to, len)) = p.b.poll_transmit(now, &mut buf) {
-            assert!(notice, "{name}");
+            assert!(notice || probe, "{name}");
             assert_eq!(to, from);
+            if probe {
+                let parts = a3m_core::wire::decode_sealed(&buf[..len]).unwrap();
+                assert_eq!((parts.epoch, parts.dst_epoch), (200, 99), "{name}");
+                assert_eq!(p.b.stats().epoch_probes_sent, 1, "{name}");
+                assert!(p.b.poll_transmit(now, &mut buf).is_none(), "{name}");
+                return;
+            }
             let d = a3m_core::wire::decode_datagram(&buf[..len]).unwrap();
             let told = d.records().next();
             assert!(
@@ -298,7 +308,8 @@ fn each_bad_datagram_is_dropped_with_its_own_counter_and_changes_nothing() {
     check(&mut p, "wrong key", &wrong_key, attacker, 3);
     // (Notices are rate-limited: the next one may go out only 100 ms later.)
     p.now += Duration::from_millis(200);
-    // An older epoch of the peer (a previous start), authenticated but stale.
+    // An older epoch of the peer (a previous start), authenticated but stale; a has been
+    // quiet for more than a second.
     let mut old = Pair::new(Some(KEY), Some(KEY));
     old.a = sealed("a", Some(KEY), 99, Aead::ChaCha20Poly1305);
     old.a.set_peer_addr(id("b"), old.b_addr).unwrap();
@@ -1068,5 +1079,136 @@ fn a_returning_peer_keeps_its_window_when_the_eviction_memory_is_full() {
     }
     assert_eq!(p.b.stats().sealed_opened, opened, "a replayed capture was opened");
     assert_eq!(p.b.stats().replayed + p.b.stats().replay_too_old - refused, captures.len() as u64);
+    assert!(!p.b.has_delivery());
+}
+
+#[test]
+fn a_sender_whose_clock_went_back_proves_its_start_and_is_let_in() {
+    // A board without a battery-backed clock restarts in the past: its epoch (the wall
+    // clock) is below the one b knows. b cannot tell it from a replay of an older start by
+    // the epoch; a fresh challenge sealed for that epoch tells them apart.
+    let mut p = Pair::new(Some(KEY), Some(KEY));
+    p.send(5);
+    assert_eq!(p.delivered(), 5);
+    let dead = p.captured.clone();
+    p.a = restarted(&p.a, 40, Aead::ChaCha20Poly1305);
+    p.a.set_peer_addr(id("b"), p.b_addr).unwrap();
+    let restart = p.now;
+    p.send(5);
+    assert_eq!(p.delivered(), 5);
+    assert_eq!(p.a.unacknowledged(), 0);
+    let s = p.b.stats().clone();
+    assert_eq!(s.epoch_probes_proven, 1, "{s:?}");
+    assert!((1..=2).contains(&s.epoch_probes_sent), "{s:?}");
+    // The run ends after a second of quiet: everything was through within one more.
+    assert!(p.now.saturating_since(restart) < Duration::from_secs(2), "{:?}", p.now);
+
+    // Captures of a's dead start (epoch 100, above the live 40) stay stale, from any
+    // address, and are not even opened while a is heard from.
+    let attacker = addr("10.0.0.66:6666");
+    let before = p.b.stats().clone();
+    for d in &dead {
+        p.b.handle_datagram(p.now, attacker, d);
+        p.b.handle_datagram(p.now, p.a_addr, d);
+    }
+    let s = p.b.stats().clone();
+    assert_eq!(s.stale_epoch - before.stale_epoch, 2 * dead.len() as u64);
+    assert_eq!(
+        (s.sealed_opened, s.epoch_probes_sent),
+        (before.sealed_opened, before.epoch_probes_sent)
+    );
+    assert!(!p.b.has_delivery());
+    // ... nor captures of the live start from before its proof.
+    p.send(5);
+    assert_eq!(p.delivered(), 5);
+    assert_eq!(p.b.peer_addr(&id("a")), Some(p.a_addr));
+}
+
+#[test]
+fn a_receiver_whose_clock_went_back_is_found_again_by_its_senders() {
+    // b restarts in the past: a's datagrams name b's dead epoch and b answers with a notice
+    // sealed at its new, lower epoch, which a holds for stale until b proves it live.
+    let mut p = Pair::new(Some(KEY), Some(KEY));
+    p.send(5);
+    assert_eq!(p.delivered(), 5);
+    p.b = restarted(&p.b, 150, Aead::Aes256Gcm);
+    p.captured.clear();
+    p.send(5);
+    assert_eq!(p.delivered(), 5);
+    assert_eq!(p.a.unacknowledged(), 0);
+    assert_eq!(p.a.stats().epoch_probes_proven, 1, "{:?}", p.a.stats());
+    let last = a3m_core::wire::decode_sealed(p.captured.last().unwrap()).unwrap();
+    assert_eq!(last.dst_epoch, 150, "a names b's new epoch");
+    // Both went back, one after the other: still found.
+    p.a = restarted(&p.a, 30, Aead::ChaCha20Poly1305);
+    p.a.set_peer_addr(id("b"), p.b_addr).unwrap();
+    p.send(5);
+    assert_eq!(p.delivered(), 5);
+    assert_eq!(p.a.unacknowledged(), 0);
+}
+
+#[test]
+fn replays_of_a_dead_start_start_probes_that_prove_nothing() {
+    // a restarted forward (epoch 300); an attacker replays a's captures of epoch 100 while
+    // a is quiet. b may probe epoch 100 (the replays are authentic), but nobody answers
+    // for it: b keeps a at 300, sends the probes only where the replays came from, a
+    // bounded number of times, and a's traffic is untouched.
+    let mut p = Pair::new(Some(KEY), Some(KEY));
+    p.send(5);
+    assert_eq!(p.delivered(), 5);
+    let dead = p.captured.clone();
+    p.a = restarted(&p.a, 300, Aead::ChaCha20Poly1305);
+    p.a.set_peer_addr(id("b"), p.b_addr).unwrap();
+    p.send(5);
+    assert_eq!(p.delivered(), 5);
+    let attacker = addr("10.0.0.66:6666");
+    for round in 0..5 {
+        for d in &dead {
+            p.b.handle_datagram(p.now, attacker, d);
+        }
+        p.now += Duration::from_secs(1);
+        p.a.handle_timeout(p.now);
+        p.b.handle_timeout(p.now);
+        p.pump();
+        assert!(!p.b.has_delivery(), "round {round}");
+    }
+    let s = p.b.stats().clone();
+    assert_eq!(s.epoch_probes_proven, 0);
+    assert!(s.epoch_probes_sent >= 1, "{s:?}");
+    assert!(s.epoch_probes_sent <= 5 * 5, "{s:?}: at most 5 attempts a probe");
+    assert!(p.b_elsewhere.iter().all(|(to, _)| *to == attacker));
+    assert_eq!(p.b_elsewhere.len() as u64, s.epoch_probes_sent);
+    // a's traffic still flows, to a's address.
+    p.send(5);
+    assert_eq!(p.delivered(), 5);
+    assert_eq!(p.a.unacknowledged(), 0);
+    assert_eq!(p.b.peer_addr(&id("a")), Some(p.a_addr));
+}
+
+#[test]
+fn an_evicted_peer_whose_clock_went_back_proves_its_start_too() {
+    let (mut p, captures) = idle_pair_with_a_table_of_two();
+    let mut now = p.now;
+    for (name, host) in [("c", "10.0.0.3:7000"), ("d", "10.0.0.4:7000")] {
+        let mut x = sealed(name, Some(KEY), 300, Aead::Aes256Gcm);
+        x.set_peer_addr(id("b"), p.b_addr).unwrap();
+        exchange(&mut x, addr(host), &mut p.b, &mut now, 2);
+    }
+    p.now = now;
+    assert_eq!(p.delivered(), 4);
+    assert_eq!(p.b.peer_addr(&id("a")), None, "a was evicted");
+    // a restarts in the past: only b's memory of evicted peers knows its epoch was 100.
+    p.a = restarted(&p.a, 40, Aead::ChaCha20Poly1305);
+    p.a.set_peer_addr(id("b"), p.b_addr).unwrap();
+    p.send(5);
+    assert_eq!(p.delivered(), 5);
+    assert_eq!(p.a.unacknowledged(), 0);
+    assert_eq!(p.b.stats().epoch_probes_proven, 1);
+    // Captures of the dead start stay refused.
+    let opened = p.b.stats().sealed_opened;
+    for d in &captures {
+        p.b.handle_datagram(p.now, addr("10.9.9.9:9999"), d);
+    }
+    assert_eq!(p.b.stats().sealed_opened, opened);
     assert!(!p.b.has_delivery());
 }

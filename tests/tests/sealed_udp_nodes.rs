@@ -161,3 +161,65 @@ fn a_link_across_a_sealing_mismatch_says_why_it_does_not_come_up() {
         "{events:?}"
     );
 }
+
+/// A wall clock in microseconds, as the std adapters take for the sealing epoch.
+const NOW_MICROS: u64 = 1_800_000_000_000_000;
+/// A day, in microseconds: how far the clocks below go back.
+const DAY_MICROS: u64 = 86_400_000_000;
+/// The bound on a restarted node getting through: its peer's silence (250 ms) and a few
+/// round trips, with a wide margin for a loaded machine.
+const LET_IN: Duration = Duration::from_secs(10);
+/// The exactly-once clock of a restarted node: above the one its previous start reached
+/// (the exactly-once layer requires that of a restart, see `a3m::core::eo`), whatever the
+/// wall clock says.
+const PERSISTED_CLOCK: u64 = 1 << 40;
+
+#[test]
+fn a_sender_restarted_with_its_clock_set_back_gets_through() {
+    let b = sealed_builder("B", Some(KEY)).seal_epoch(NOW_MICROS).start().unwrap();
+    let sink = b.pull("sink").unwrap();
+    let stream = |a: &Node, numbers: std::ops::Range<u64>| {
+        let source = a.push("source").unwrap();
+        source.link("B/sink").unwrap();
+        for i in numbers.clone() {
+            source.send_timeout(&i.to_le_bytes(), LET_IN).unwrap();
+        }
+        for i in numbers {
+            assert_eq!(sink.recv_timeout(LET_IN).unwrap(), i.to_le_bytes());
+        }
+    };
+    let a = sealed_builder("A", Some(KEY)).seal_epoch(NOW_MICROS).peer("B", b.local_addr());
+    let a = a.start().unwrap();
+    stream(&a, 0..100);
+    a.close(WAIT).unwrap();
+    // The same node again, its clock a day behind: B holds that epoch for a replay until A
+    // answers B's challenge to it.
+    let a = sealed_builder("A", Some(KEY)).seal_epoch(NOW_MICROS - DAY_MICROS);
+    let a = a.configure(|c| c.initial_clock = PERSISTED_CLOCK);
+    let a = a.peer("B", b.local_addr()).start().unwrap();
+    stream(&a, 100..200);
+    wait_until("every message acknowledged", || a.unacknowledged() == 0);
+    let stats = b.stats();
+    assert_eq!(stats.epoch_probes_proven, 1, "{stats:?}");
+    assert!(stats.stale_epoch >= 1, "{stats:?}");
+}
+
+#[test]
+fn a_receiver_restarted_with_its_clock_set_back_is_found_again() {
+    let b = sealed_builder("B", Some(KEY)).seal_epoch(NOW_MICROS).start().unwrap();
+    let b_addr = b.local_addr();
+    let a = sealed_builder("A", Some(KEY)).peer("B", b_addr).start().unwrap();
+    a.send_to("B", b"before").unwrap();
+    assert_eq!(b.recv_timeout(WAIT).unwrap().payload, b"before");
+    wait_until("the first ack", || a.unacknowledged() == 0);
+    drop(b);
+    // B again, on the same port, its clock a day behind: A, which knows B's later epoch,
+    // holds B's answers for replays until B answers A's challenge to the new epoch.
+    let b = NodeBuilder::new("B").bind(b_addr).psk(KEY).seal_epoch(NOW_MICROS - DAY_MICROS);
+    let b = b.configure(|c| c.initial_clock = PERSISTED_CLOCK).start().unwrap();
+    a.send_to("B", b"after").unwrap();
+    let d = b.recv_timeout(LET_IN).unwrap();
+    assert_eq!((d.from.as_str(), &d.payload[..]), ("A", &b"after"[..]));
+    wait_until("the ack", || a.unacknowledged() == 0);
+    assert_eq!(a.stats().epoch_probes_proven, 1, "{:?}", a.stats());
+}

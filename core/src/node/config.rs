@@ -284,6 +284,11 @@ pub struct NodeStats {
     pub path_unverified: u64,
     /// Address changes proven by a path challenge and its response.
     pub path_validated: u64,
+    /// Challenges sent to a stale epoch of a silent peer (its clock may have gone back),
+    /// retransmissions included (see `node::probe`).
+    pub epoch_probes_sent: u64,
+    /// Stale epochs of peers proven live by a probe's response, and adopted.
+    pub epoch_probes_proven: u64,
     /// `SEAL_MISMATCH` notices received (a peer refusing our datagrams said why).
     pub seal_mismatch_received: u64,
     /// `SEAL_MISMATCH` notices sent (at most ten a second).

@@ -36,6 +36,9 @@
 //! the epoch of its destination as its sender knows it: one sealed for a previous start of
 //! this node is dropped unopened ([`NodeStats::stale_dst_epoch`]) and, if authentic, answered
 //! with this node's epoch ([`NodeStats::epoch_notices_sent`], rate-limited like challenges).
+//! A peer's datagram of an epoch older than the one known is dropped unopened, unless the
+//! peer fell silent: then it may be a start whose clock went back, and a challenge sealed
+//! for that epoch tells (`probe`; [`NodeStats::epoch_probes_sent`]).
 //!
 //! ```
 //! use a3m_core::id::NodeId;
@@ -72,6 +75,7 @@
 mod config;
 mod limit;
 mod peer;
+mod probe;
 mod seen;
 
 use alloc::boxed::Box;
@@ -86,6 +90,7 @@ pub use config::{
 };
 use limit::{NODE_ANSWERS, TokenBucket};
 use peer::{ChallengeOutcome, Peer, PeerSeal};
+use probe::{EpochProbes, MAX_PROBES, PROBE_SILENCE, ProbeChallenge};
 use seen::NewestSeen;
 
 use crate::eo::buffers::{BufPool, Inbox};
@@ -130,6 +135,17 @@ struct NodeSeal {
 /// answer unauthenticated datagrams, so they must not be a reflector).
 const NOTICE_INTERVAL: Duration = Duration::from_millis(100);
 
+/// Where a datagram of a stale epoch of its sender stands (see [`probe`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probing {
+    /// Not stale.
+    No,
+    /// Stale; if authentic, it starts a probe of its epoch.
+    Start,
+    /// Stale, of an epoch being probed: it may carry the response.
+    Running,
+}
+
 /// How a datagram's records were vouched for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Proof {
@@ -173,6 +189,12 @@ pub struct Node {
     /// The newest datagram authenticated from peers whose entry was evicted: their replay
     /// windows, kept (in short) so that an eviction does not let old captures in again.
     evicted_seals: NewestSeen<EVICTED_SEALS>,
+    /// Challenges to peers' stale epochs, for starts whose clock went back.
+    probes: EpochProbes,
+    /// Rate limit of new probes.
+    probe_bucket: TokenBucket,
+    /// Probe challenges to send.
+    probe_out: heapless::Deque<ProbeChallenge, MAX_PROBES>,
     /// The last datagram refused for a configuration mismatch.
     refusal: Option<Refusal>,
     /// A `SEAL_MISMATCH` notice to send: (to node, at address, reason).
@@ -210,6 +232,9 @@ impl Node {
             notice_bucket: TokenBucket::new(),
             stale_answers: NewestSeen::new(),
             evicted_seals: NewestSeen::new(),
+            probes: EpochProbes::new(),
+            probe_bucket: TokenBucket::new(),
+            probe_out: heapless::Deque::new(),
             refusal: None,
             notice: None,
             notice_at: None,
@@ -480,8 +505,14 @@ impl Node {
         if let Some(ps) = &peer.seal
             && let (Some(epoch), Some(newest)) = (ps.epoch, ps.window.newest())
         {
-            // Without this, the peer's captures would be new again to a fresh entry.
-            self.evicted_seals.record(&victim, epoch, newest);
+            // Without this, the peer's captures would be new again to a fresh entry. A peer
+            // talked to below its ceiling (its clock went back) is remembered by the
+            // ceiling, all of it seen: its live start proves itself again (see `probe`).
+            if ps.ceiling > epoch {
+                self.evicted_seals.record(&victim, ps.ceiling, u64::MAX);
+            } else {
+                self.evicted_seals.record(&victim, epoch, newest);
+            }
         }
         true
     }
@@ -590,29 +621,29 @@ impl Node {
             stats.sealed_malformed += 1;
             return;
         };
-        let peer_seal = self.peers.get(&src).and_then(|p| p.seal.as_deref());
+        let peer = self.peers.get(&src);
+        let peer_seal = peer.and_then(|p| p.seal.as_deref());
+        // Cheap checks first: a replay costs no decryption. A datagram of a stale epoch is
+        // dropped too, unless it may prove (or start proving) that the peer's clock went
+        // back (see `probe`).
+        let mut stale = false;
         if peer_seal.and_then(|ps| ps.epoch).is_none()
             && let Some((epoch, newest)) = self.evicted_seals.newest(&src)
         {
             // A peer whose entry was evicted: its window is kept in short.
             if parts.epoch < epoch {
-                stats.stale_epoch += 1;
-                return;
-            }
-            if parts.epoch == epoch && parts.counter <= newest {
+                stale = true;
+            } else if parts.epoch == epoch && parts.counter <= newest {
                 stats.replay_too_old += 1;
                 return;
             }
         }
-        // Cheap checks first: a replay costs no decryption.
         if let Some(ps) = peer_seal
             && let Some(epoch) = ps.epoch
         {
-            if parts.epoch < epoch {
-                stats.stale_epoch += 1;
-                return;
-            }
-            if parts.epoch == epoch {
+            if ps.is_stale(parts.epoch) {
+                stale = true;
+            } else if parts.epoch == epoch {
                 match ps.window.check(parts.counter) {
                     Verdict::Replayed => {
                         stats.replayed += 1;
@@ -626,6 +657,22 @@ impl Node {
                 }
             }
         }
+        let probing = if stale {
+            match self.probes.find_mut(&src, parts.epoch) {
+                Some(probe) if parts.counter > probe.newest => Probing::Running,
+                None if peer.is_none_or(|p| p.silent_for(now, PROBE_SILENCE))
+                    && self.probe_bucket.has_token(now, NODE_ANSWERS) =>
+                {
+                    Probing::Start
+                }
+                _ => {
+                    stats.stale_epoch += 1;
+                    return;
+                }
+            }
+        } else {
+            Probing::No
+        };
         let current = (seal.current.id() == parts.key_id).then_some(&seal.current);
         let previous = seal
             .previous
@@ -681,6 +728,34 @@ impl Node {
             return;
         };
         // Authentic and not a replay: from here on the datagram may change state.
+        let proven = match probing {
+            Probing::No => false,
+            Probing::Start => {
+                // Authentic, of a stale epoch, from a silent peer: challenge that epoch.
+                self.probe_bucket.take(now, NODE_ANSWERS);
+                let data = challenge_bytes(&self.path_secret, &mut self.path_counter, from);
+                self.probes.start(now, src, parts.epoch, from, data, counter);
+                self.queue_probe_challenges(now);
+                self.env.stats.stale_epoch += 1;
+                self.scratch = scratch;
+                return;
+            }
+            Probing::Running => {
+                let Some(probe) = self.probes.find_mut(&src, parts.epoch) else { return };
+                let answered = datagram
+                    .records()
+                    .any(|r| matches!(r, Record::PathResponse(data) if data == probe.data));
+                if !answered {
+                    probe.newest = counter;
+                    self.env.stats.stale_epoch += 1;
+                    self.scratch = scratch;
+                    return;
+                }
+                self.probes.remove(&src, parts.epoch);
+                self.env.stats.epoch_probes_proven += 1;
+                true
+            }
+        };
         // What an evicted entry of this peer left behind, if a new window is to start: taken
         // before making room (evicting another peer records it, and could push this one's
         // entry out of the memory), and only then (not a lookup per datagram).
@@ -701,19 +776,29 @@ impl Node {
         let Some(peer) = self.peers.get_mut(&src) else { return };
         let ps = peer.seal.get_or_insert_with(|| Box::new(PeerSeal::new()));
         let restarted = ps.epoch.is_some_and(|e| e != parts.epoch);
-        if ps.epoch != Some(parts.epoch) {
-            // The peer restarted (or this is its first datagram): a new window, unless an
-            // evicted entry of this epoch left its newest counter behind. Everything sealed
-            // for it from now on names this epoch as its destination's.
+        let remembered_epoch = remembered.map_or(0, |(epoch, _)| epoch);
+        ps.ceiling = ps.ceiling.max(ps.epoch.unwrap_or(0)).max(remembered_epoch).max(parts.epoch);
+        let newest = if proven {
+            // A start whose clock went back, proven live: everything it sealed before its
+            // response (captures of it included) is behind.
             ps.epoch = Some(parts.epoch);
-            ps.window = match remembered {
-                Some((epoch, newest)) if epoch == parts.epoch => {
-                    crate::seal::ReplayWindow::seen_through(newest)
-                }
-                _ => crate::seal::ReplayWindow::new(),
-            };
-        }
-        let newest = ps.window.commit(parts.counter) == Verdict::Newest;
+            ps.window = crate::seal::ReplayWindow::seen_through(counter);
+            true
+        } else {
+            if ps.epoch != Some(parts.epoch) {
+                // The peer restarted (or this is its first datagram): a new window, unless
+                // an evicted entry of this epoch left its newest counter behind. Everything
+                // sealed for it from now on names this epoch as its destination's.
+                ps.epoch = Some(parts.epoch);
+                ps.window = match remembered {
+                    Some((epoch, newest)) if epoch == parts.epoch => {
+                        crate::seal::ReplayWindow::seen_through(newest)
+                    }
+                    _ => crate::seal::ReplayWindow::new(),
+                };
+            }
+            ps.window.commit(counter) == Verdict::Newest
+        };
         if let Some(cipher) = new_cipher {
             ps.rx = Some((parts.key_id, aead, parts.epoch, cipher));
         }
@@ -876,8 +961,18 @@ impl Node {
         self.handle_timeout(now);
     }
 
+    /// Queues the challenges of epoch probes that are due.
+    fn queue_probe_challenges(&mut self, now: Instant) {
+        let out = &mut self.probe_out;
+        self.probes.due(now, |challenge| {
+            // A full queue skips one attempt: the probe's next one comes.
+            let _ = out.push_back(challenge);
+        });
+    }
+
     /// Runs the timers that are due: retransmissions, probes, garbage collection.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.queue_probe_challenges(now);
         for (id, peer) in self.peers.iter_mut() {
             while self.path_out.len() < MAX_PATH_OUT
                 && let Some((addr, data)) = peer.challenge_due(now)
@@ -904,6 +999,7 @@ impl Node {
         !self.ready.is_empty()
             || !self.path_out.is_empty()
             || !self.epoch_notices.is_empty()
+            || !self.probe_out.is_empty()
             || self.notice.is_some()
     }
 
@@ -950,7 +1046,11 @@ impl Node {
     /// When [`Node::handle_timeout`] should be called next (`None`: nothing to wait for).
     pub fn poll_timeout(&self) -> Option<Instant> {
         let coalesce = self.config.coalesce_delay;
-        self.peers.values().filter_map(|p| p.deadline(&self.env, coalesce)).min()
+        let peers = self.peers.values().filter_map(|p| p.deadline(&self.env, coalesce)).min();
+        match (peers, self.probes.deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Writes the next datagram into `buf` (at most `max_datagram` of it is used) and returns
@@ -991,6 +1091,11 @@ impl Node {
         }
         if !self.path_out.is_empty()
             && let Some((to, len)) = self.transmit_challenge(now, &mut buf[..limit])
+        {
+            return Some(Transmit { to, len, seal: None });
+        }
+        if !self.probe_out.is_empty()
+            && let Some((to, len)) = self.transmit_probe(&mut buf[..limit])
         {
             return Some(Transmit { to, len, seal: None });
         }
@@ -1086,6 +1191,35 @@ impl Node {
                 continue;
             };
             self.env.stats.epoch_notices_sent += 1;
+            self.env.stats.datagrams_sent += 1;
+            self.env.stats.bytes_sent += len as u64;
+            return Some((addr, len));
+        }
+        None
+    }
+
+    /// Writes the next epoch probe's challenge waiting, if any can be written: a sealed
+    /// datagram of one `PATH_CHALLENGE` whose destination epoch is the probed one, so that
+    /// only the peer's start at that epoch opens it.
+    fn transmit_probe(&mut self, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
+        while let Some((peer, addr, dst_epoch, data)) = self.probe_out.pop_front() {
+            let seal = self.seal.as_mut()?;
+            let prefix = seal.next_prefix(dst_epoch);
+            let header = Header { src: self.id.as_str(), dst: peer.as_str(), flags: FLAG_SEALED };
+            let Ok(mut writer) = DatagramWriter::new_sealed(buf, &header, &prefix) else {
+                continue;
+            };
+            if writer.push(&Record::PathChallenge(data)).is_err() {
+                continue;
+            }
+            let written = writer.finish();
+            // A one-off cipher, as for epoch notices: probes are few.
+            let cipher = seal.current.cipher(seal.aead, seal.epoch, header.src, header.dst);
+            let aad_len = header.encoded_len() + SEAL_PREFIX_LEN;
+            let Ok(len) = cipher.seal(prefix.counter, buf, aad_len, written.len) else {
+                continue;
+            };
+            self.env.stats.epoch_probes_sent += 1;
             self.env.stats.datagrams_sent += 1;
             self.env.stats.bytes_sent += len as u64;
             return Some((addr, len));

@@ -54,15 +54,26 @@ pub(crate) struct PeerSeal {
     pub(crate) tx: Option<(u8, Cipher)>,
     /// Opening from the peer: (key id, algorithm, epoch, cipher) of the last datagram opened.
     pub(crate) rx: Option<(u8, Aead, u64, Cipher)>,
-    /// The newest epoch of the peer authenticated.
+    /// The epoch of the peer's start that the node talks to: the newest authenticated, or
+    /// a lower one proven live by a probe (see [`super::probe`]).
     pub(crate) epoch: Option<u64>,
     /// Counters of that epoch seen.
     pub(crate) window: ReplayWindow,
+    /// The highest epoch of the peer ever authenticated: any other epoch up to it is a dead
+    /// start's (stale); one above it is a new start.
+    pub(crate) ceiling: u64,
 }
 
 impl PeerSeal {
     pub(crate) fn new() -> Self {
-        Self { tx: None, rx: None, epoch: None, window: ReplayWindow::new() }
+        Self { tx: None, rx: None, epoch: None, window: ReplayWindow::new(), ceiling: 0 }
+    }
+
+    /// True if a datagram of `epoch` comes from a start of the peer older than the one the
+    /// node talks to, or from one between that and the ceiling (captures, or a start whose
+    /// clock went back: see [`super::probe`]).
+    pub(crate) fn is_stale(&self, epoch: u64) -> bool {
+        self.epoch.is_some_and(|known| epoch != known && epoch <= known.max(self.ceiling))
     }
 }
 
@@ -221,6 +232,11 @@ impl Peer {
         }
         self.last_heard = now;
         self.prev_addr = None;
+    }
+
+    /// True if no valid datagram came from the peer since `now - quiet`.
+    pub(crate) fn silent_for(&self, now: Instant, quiet: Duration) -> bool {
+        now >= self.last_heard + quiet
     }
 
     /// Whether a `PATH_CHALLENGE` should go to `addr` now: none is in flight there, or the

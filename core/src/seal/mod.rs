@@ -56,6 +56,21 @@
 //!   send its grants there, sealed, until the sender's own traffic proves its real address
 //!   by a path challenge. An epoch of 0 in [`SealConfig`] would disable the check for that
 //!   node altogether: use epochs above 0.
+//! * **A clock that went back.** An epoch below the newest authenticated from a peer (or
+//!   between the one the node talks to and the highest it ever authenticated) is refused
+//!   unopened while the peer is heard from at its known epoch. But a start whose wall clock
+//!   went back (a board without a battery-backed clock, before NTP answers) has such an
+//!   epoch too, and would be locked out. So once the peer has been silent for 250 ms, an
+//!   authentic datagram of a stale epoch makes the node challenge that epoch: a
+//!   `PATH_CHALLENGE` sealed with that epoch as its destination epoch, sent where the
+//!   datagram came from (5 attempts over 1.5 s; new probes rate-limited per node like the
+//!   answers above). Only a live start at that epoch can open it and seal the
+//!   `PATH_RESPONSE`; when that comes back, the node adopts the epoch, with a replay window
+//!   that refuses everything sealed before the response. A replayer's captures can start a
+//!   probe but never answer one (`NodeStats::epoch_probes_sent`, `epoch_probes_proven`).
+//!   Peers find a node whose clock went back within one round trip after that silence, in
+//!   both directions: a sender it refuses gets its sealed epoch notice, which starts the
+//!   sender's own probe.
 //! * **Rotation**: [`crate::node::Node::rotate_psk`] makes a new key the one datagrams are
 //!   sealed with, and keeps the old one accepted for a grace period; each datagram names its
 //!   key by a one-byte id taken from a hash of the key.
@@ -156,11 +171,12 @@ impl Aead {
 pub struct SealConfig {
     /// The pre-shared key, the same on every node of the system.
     pub psk: Psk,
-    /// This start's epoch: must grow from one start of the node to the next, and be above 0
-    /// (0 means "unknown" in a datagram's destination epoch; the std adapters take the wall
-    /// clock in microseconds). Peers refuse datagrams of an epoch older than the newest they
-    /// authenticated from this node, and this node refuses datagrams that peers sealed for
-    /// another of its epochs.
+    /// This start's epoch: should grow from one start of the node to the next, and must be
+    /// above 0 (0 means "unknown" in a datagram's destination epoch; the std adapters take
+    /// the wall clock in microseconds). Peers refuse datagrams of an epoch older than the
+    /// newest they authenticated from this node, until a challenge proves that epoch live (a
+    /// clock that went back; see the module docs); this node refuses datagrams that peers
+    /// sealed for another of its epochs.
     pub epoch: u64,
     /// The algorithm this node seals with.
     pub aead: Aead,
