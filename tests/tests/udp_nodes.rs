@@ -187,3 +187,35 @@ fn a_closing_node_sends_the_acks_it_held_back() {
         assert_eq!(report.unacknowledged, 0, "B acknowledged before it stopped");
     }
 }
+
+#[test]
+fn a_restarted_peer_resumes_without_its_clock() {
+    // A process restarts (every start begins at clock 1): its peer, which kept its records,
+    // learns from the new start's traffic that they belong to the previous one.
+    let b = a3m::NodeBuilder::new("B").bind(([127, 0, 0, 1], 0).into()).start().unwrap();
+    let b_addr = b.local_addr();
+    let start_a =
+        || a3m::NodeBuilder::new("A").bind(([127, 0, 0, 1], 0).into()).peer("B", b_addr).start();
+    let bound = std::time::Duration::from_secs(10);
+    let a = start_a().unwrap();
+    for round in 0..3u32 {
+        for i in 0..100u32 {
+            a.send_to_timeout("B", &(round * 100 + i).to_le_bytes(), bound).unwrap();
+        }
+        for i in 0..100u32 {
+            let d = b.recv_timeout(bound).unwrap();
+            assert_eq!(d.payload, (round * 100 + i).to_le_bytes(), "round {round}");
+        }
+    }
+    let a = {
+        a.close(bound).unwrap();
+        start_a().unwrap()
+    };
+    a.send_to_timeout("B", b"after A restarted", bound).unwrap();
+    assert_eq!(b.recv_timeout(bound).unwrap().payload, b"after A restarted");
+    drop(b);
+    let b = a3m::NodeBuilder::new("B").bind(b_addr).start().unwrap();
+    a.send_to_timeout("B", b"after B restarted", bound).unwrap();
+    assert_eq!(b.recv_timeout(bound).unwrap().payload, b"after B restarted");
+    assert!(b.try_recv().is_err(), "nothing twice");
+}

@@ -64,9 +64,27 @@
 //!   A stale `REQSLOTS(0, l)` of an earlier send record cannot harm a newer one: the newer one
 //!   starts at or above `l`, so it is neither cancelled nor forgotten.
 //!
-//! A node restarting without its clock must start the clock above every value it used
-//! before (e.g. from a wall clock), and its peers may then see a payload twice or never: the
-//! thesis' model assumes the clock is persisted.
+//! # Restarts
+//!
+//! The thesis' model assumes the clock is persisted. A node that restarts without it (the std
+//! adapters start every node at clock 1) is found out by its peers' records, and its clock
+//! is moved above them, so the sessions resume:
+//!
+//! * A restarted receiver gets tokens of an incarnation its previous start issued: at or
+//!   above its clock, above its new record's, or its new record's number but for a slot below
+//!   any that record granted. It moves its clock above that incarnation, drops a record made
+//!   meanwhile if it delivered nothing, and answers with a status whose incarnation is above
+//!   the sender's: the sender rebinds its tokens as for any forgotten incarnation. A token
+//!   for a slot a record never granted is never acknowledged as a duplicate.
+//! * A restarted sender asks for slots below what the receiver's record already granted (its
+//!   previous start's); the receiver answers a request it cannot grant from with a status
+//!   `SLOTS(next, r, 0)`, and a sender holding no bound token moves its clock and its
+//!   request to `next`.
+//!
+//! What a restart cannot recover is what only the lost state knew: tokens a restarted
+//! receiver delivered but did not acknowledge are delivered again by its new start, and
+//! payloads a sender held when it stopped are gone with it. Persist the clock (and the
+//! payloads) where that matters.
 //!
 //! # Performance and memory
 //!
@@ -98,6 +116,10 @@ use crate::node::{NodeConfig, NodeStats};
 /// Tokens that arrive before a receiver sends its ACK at once, at most (fewer with a small
 /// window: a quarter of it): the sender's loss detection and congestion window run on ACKs.
 const MAX_ACK_EAGER: u64 = 128;
+
+/// How far ahead of our clock a peer's record may push it (a grant, a status, a token of an
+/// incarnation above it): a sanity bound against garbage; honest peers never come close.
+pub(crate) const CLOCK_LEAP_LIMIT: u64 = 1 << 40;
 
 /// Limits and timers of the exactly-once layer, validated from the node configuration.
 #[derive(Debug, Clone)]

@@ -98,6 +98,17 @@ impl RecvRecord {
         self.inc
     }
 
+    /// False if `token` must come from a previous start of this node: it names an
+    /// incarnation above the record's, or the record's but a slot below any it granted.
+    pub(crate) fn could_be_ours(&self, token: &Token<'_>) -> bool {
+        token.incarnation < self.inc || (token.incarnation == self.inc && token.slot >= self.first)
+    }
+
+    /// True if no token was delivered from this record (every slot granted is still open).
+    pub(crate) fn delivered_nothing(&self) -> bool {
+        self.open_count == self.next - self.first
+    }
+
     #[inline]
     fn heard(&mut self, env: &Env, now: Instant) {
         if self.probe_fresh && self.last_heard == now {
@@ -173,6 +184,10 @@ impl RecvRecord {
                 let count = (end - req.start) as u32;
                 self.grant = Some(Slots { start: req.start, incarnation: self.inc, count });
             } else {
+                // Nothing left to grant from there: a late copy of a request, or a sender
+                // that restarted with its clock behind the slots its previous start used.
+                // A status tells it where this record stands (`SendRecord::on_slots`).
+                self.status_due = true;
                 env.stats.stale_records += 1;
             }
         }
@@ -196,6 +211,14 @@ impl RecvRecord {
         }
         let slot = token.slot;
         if slot >= self.next {
+            env.stats.stale_records += 1;
+            return;
+        }
+        if slot < self.first {
+            // Never granted by this record, so not a duplicate of what it delivered: a
+            // previous start of this node issued the same incarnation number (it restarted
+            // without its clock). Acknowledging it would lose it.
+            self.status_due = true;
             env.stats.stale_records += 1;
             return;
         }

@@ -52,9 +52,9 @@ use core::time::Duration;
 use crate::time::Instant;
 use crate::wire::{Ack, DatagramWriter, Record, ReqSlots, Slots, Token};
 
-use super::Env;
 use super::congestion::Congestion;
 use super::rtt::Rtt;
+use super::{CLOCK_LEAP_LIMIT, Env};
 
 /// Packet threshold of loss detection before any reordering was seen (RFC 9002).
 const INITIAL_PACKET_THRESHOLD: u64 = 3;
@@ -323,6 +323,18 @@ impl SendRecord {
         self.bytes_in_flight = 0;
     }
 
+    /// Moves a record that holds no bound token (its ring holds queued payloads only) to
+    /// slots from `start` (above every slot the node used), with a new request.
+    fn start_over_at(&mut self, env: &Env, start: u64) {
+        debug_assert_eq!(self.bound_len(), 0);
+        self.acked_base = start;
+        self.bound_end = start;
+        self.granted_end = start;
+        self.reported_lowest = start;
+        self.request = None;
+        self.maybe_request(env);
+    }
+
     /// The receiver incarnation `inc` is gone for good: it forgot its record while every
     /// token we hold for it was still undelivered (see the module docs of `eo`), so the
     /// payloads go back to the queue, in order, to be bound to slots of a new incarnation.
@@ -376,6 +388,17 @@ impl SendRecord {
                     Some(request) => request.due = true,
                     None => self.refresh_due = true,
                 },
+                None if self.request.is_some_and(|r| slots.start > r.start)
+                    && self.bound_len() == 0
+                    && slots.start <= env.clock.saturating_add(CLOCK_LEAP_LIMIT) =>
+                {
+                    // The receiver's record already went up to `start` with a previous start
+                    // of this node, whose clock was ahead of ours (it restarted without it):
+                    // our request is below what it may grant. Nothing of ours is bound to a
+                    // slot, so starting over above loses and repeats nothing.
+                    env.advance_clock(slots.start);
+                    self.start_over_at(env, env.clock);
+                }
                 _ => env.stats.stale_records += 1,
             }
             return;

@@ -5,10 +5,10 @@ use core::time::Duration;
 
 use alloc::boxed::Box;
 
-use crate::eo::Env;
 use crate::eo::recv::{RecvOutcome, RecvRecord};
 use crate::eo::rtt::Rtt;
 use crate::eo::send::{SendOutcome, SendRecord};
+use crate::eo::{CLOCK_LEAP_LIMIT, Env};
 use crate::id::NodeId;
 use crate::seal::{Aead, Cipher, ReplayWindow};
 use crate::time::Instant;
@@ -84,10 +84,6 @@ const ANNOUNCE_ATTEMPTS: u32 = 16;
 /// 15 timeouts in all, 150 ms at the default minimum); a peer that never answers has
 /// stopped caring (and the chance that 4 probe exchanges all fail on a live path is tiny).
 const SETTLE_ATTEMPTS: u32 = 4;
-
-/// How far ahead of our clock a stray grant or status may push it (a sanity bound against
-/// garbage; honest peers never come close).
-const CLOCK_LEAP_LIMIT: u64 = 1 << 40;
 
 /// A peer node: its address, our records with it and the replies we owe it.
 #[derive(Debug)]
@@ -390,13 +386,33 @@ impl Peer {
                 // this peer, so it may forget every slot we ever used.
                 None => self.owe_gc(env, slots.start.saturating_add(slots.count.into())),
             },
-            Record::Token(token) => match &mut self.recv {
-                Some(recv) => recv.on_token(env, now, src, token),
-                None => {
-                    self.status_due = true;
-                    env.stats.stale_records += 1;
+            Record::Token(token) => {
+                // An incarnation at or above our clock (above every one this start issued),
+                // or above the record's, or the record's but below the slots it granted, was
+                // issued by a previous start of this node (it restarted without its clock).
+                // Move the clock above it, so that the status below proves that incarnation
+                // gone, and the next record's is above it. A record made meanwhile goes if it
+                // delivered nothing (the sender, which holds the older start's incarnation,
+                // ignored its grants).
+                let from_previous_start = token.incarnation >= env.clock
+                    || self.recv.as_ref().is_some_and(|r| !r.could_be_ours(&token));
+                if from_previous_start
+                    && token.incarnation < env.clock.saturating_add(CLOCK_LEAP_LIMIT)
+                    && self.recv.as_ref().is_none_or(RecvRecord::delivered_nothing)
+                {
+                    env.advance_clock(token.incarnation.saturating_add(1));
+                    if self.recv.take().is_some() {
+                        env.stats.receive_records_collected += 1;
+                    }
                 }
-            },
+                match &mut self.recv {
+                    Some(recv) => recv.on_token(env, now, src, token),
+                    None => {
+                        self.status_due = true;
+                        env.stats.stale_records += 1;
+                    }
+                }
+            }
             Record::Ack(ack) => match &mut self.send {
                 Some(send) => send.on_ack(env, now, &mut self.rtt, &ack),
                 None => env.stats.stale_records += 1,
