@@ -23,6 +23,9 @@ use crate::time::Instant;
 use crate::wire::{Ack, DatagramWriter, MAX_ACK_RANGES, Record, ReqSlots, SlotRange, Slots, Token};
 
 use super::Env;
+
+/// Least time between two statuses answering requests a record cannot grant from.
+const STALE_REQUEST_STATUS: Duration = Duration::from_millis(100);
 use super::slots::SlotBitmap;
 
 /// ACK records one acknowledgement may take (each up to [`MAX_ACK_RANGES`] ranges): past
@@ -59,6 +62,8 @@ pub(crate) struct RecvRecord {
     ack_due: bool,
     grant: Option<Slots>,
     status_due: bool,
+    /// When a request this record could not grant from last got a status.
+    stale_status_at: Option<Instant>,
     last_heard: Instant,
     probe_at: Instant,
     probe_interval: Duration,
@@ -85,6 +90,7 @@ impl RecvRecord {
             ack_due: false,
             grant: None,
             status_due: false,
+            stale_status_at: None,
             last_heard: now,
             probe_at: now + idle * 2,
             probe_interval: idle,
@@ -186,8 +192,13 @@ impl RecvRecord {
             } else {
                 // Nothing left to grant from there: a late copy of a request, or a sender
                 // that restarted with its clock behind the slots its previous start used.
-                // A status tells it where this record stands (`SendRecord::on_slots`).
-                self.status_due = true;
+                // A status tells it where this record stands (`SendRecord::on_slots`); at
+                // most one per interval, or replayed requests would each get one (and each
+                // status makes a live sender repeat its request).
+                if self.stale_status_at.is_none_or(|at| now >= at + STALE_REQUEST_STATUS) {
+                    self.stale_status_at = Some(now);
+                    self.status_due = true;
+                }
                 env.stats.stale_records += 1;
             }
         }
