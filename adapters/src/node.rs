@@ -211,7 +211,11 @@ impl NodeBuilder {
                 self.spin
             )));
         }
-        let mut core = CoreNode::new(id.clone(), self.config.clone());
+        let mut config = self.config.clone();
+        if config.initial_clock == NodeConfig::default().initial_clock {
+            config.initial_clock = random_initial_clock()?;
+        }
+        let mut core = CoreNode::new(id.clone(), config);
         let mut secret = [0u8; 32];
         crate::keyfile::os_random(&mut secret)?;
         core.set_path_secret(secret);
@@ -693,6 +697,19 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.shutdown(self.linger);
     }
+}
+
+/// The exactly-once clock of a start that does not persist it: random in `2^21..2^28`.
+///
+/// Its peers' records move it above what its previous start used (`a3m_core::eo`,
+/// "Restarts"), but a new start that issued the very incarnation number its previous start
+/// gave a peer could not tell them apart, and could stall or acknowledge what it never
+/// delivered. Starting every process at 1 made that likely; a random start makes it about
+/// one restart in 2^28. Incarnations cost 4 bytes on the wire instead of 1.
+fn random_initial_clock() -> Result<u64> {
+    let mut bytes = [0u8; 8];
+    crate::keyfile::os_random(&mut bytes)?;
+    Ok((1 << 21) + u64::from_le_bytes(bytes) % ((1 << 28) - (1 << 21)))
 }
 
 /// Microseconds since the Unix epoch: a sealing epoch that grows from one start to the next.

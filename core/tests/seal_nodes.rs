@@ -1212,3 +1212,54 @@ fn an_evicted_peer_whose_clock_went_back_proves_its_start_too() {
     assert_eq!(p.b.stats().sealed_opened, opened);
     assert!(!p.b.has_delivery());
 }
+
+#[test]
+fn a_replayer_racing_a_start_whose_clock_went_back_cannot_keep_it_out() {
+    // Found by review: a replayer who replays the new start's first datagram from its own
+    // address, every millisecond, ahead of the genuine one, started the probe there and kept
+    // its challenges: the start was never let in. Now the start's own next datagram (newer
+    // than any capture) takes the challenges back.
+    let mut p = Pair::new(Some(KEY), Some(KEY));
+    p.send(5);
+    assert_eq!(p.delivered(), 5);
+    p.a = restarted(&p.a, 40, Aead::ChaCha20Poly1305);
+    p.a.set_peer_addr(id("b"), p.b_addr).unwrap();
+    for i in 0..5 {
+        p.a.submit(p.now, &id("b"), format!("after {i}").as_bytes()).unwrap();
+    }
+    let replayer = addr("10.6.6.6:6666");
+    let mut capture: Option<Vec<u8>> = None;
+    let mut buf = vec![0u8; 2048];
+    let mut delivered = 0;
+    let start = p.now;
+    while p.now < start + Duration::from_secs(10) && delivered < 5 {
+        if let Some(d) = &capture {
+            p.b.handle_datagram(p.now, replayer, d);
+        }
+        while let Some((_, len)) = p.a.poll_transmit(p.now, &mut buf) {
+            if capture.is_none() {
+                // The replayer gets the first datagram in ahead of the genuine one.
+                capture = Some(buf[..len].to_vec());
+                p.b.handle_datagram(p.now, replayer, &buf[..len]);
+            }
+            p.b.handle_datagram(p.now, p.a_addr, &buf[..len]);
+        }
+        while let Some((to, len)) = p.b.poll_transmit(p.now, &mut buf) {
+            if to == p.a_addr {
+                p.a.handle_datagram(p.now, p.b_addr, &buf[..len]);
+            }
+        }
+        delivered += p.delivered();
+        p.now += Duration::from_millis(1);
+        p.a.handle_timeout(p.now);
+        p.b.handle_timeout(p.now);
+    }
+    assert_eq!(delivered, 5, "{:?}", p.b.stats());
+    assert!(
+        p.now < start + Duration::from_secs(2),
+        "let in after {:?}",
+        p.now.saturating_since(start)
+    );
+    assert_eq!(p.b.stats().epoch_probes_proven, 1);
+    assert_eq!(p.b.peer_addr(&id("a")), Some(p.a_addr));
+}

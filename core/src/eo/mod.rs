@@ -75,7 +75,7 @@
 //!   any that record granted. It moves its clock above that incarnation, drops a record made
 //!   meanwhile if it delivered nothing, and answers with a status whose incarnation is above
 //!   the sender's: the sender rebinds its tokens as for any forgotten incarnation. A token
-//!   for a slot a record never granted is never acknowledged as a duplicate.
+//!   for a slot below the first a record granted is never acknowledged as a duplicate.
 //! * A restarted sender asks for slots below what the receiver's record already granted (its
 //!   previous start's); the receiver answers a request it cannot grant from with a status
 //!   `SLOTS(next, r, 0)`, and a sender holding no bound token moves its clock and its
@@ -83,8 +83,14 @@
 //!
 //! What a restart cannot recover is what only the lost state knew: tokens a restarted
 //! receiver delivered but did not acknowledge are delivered again by its new start, and
-//! payloads a sender held when it stopped are gone with it. Persist the clock (and the
-//! payloads) where that matters.
+//! payloads a sender held when it stopped are gone with it. And a new start that issues a
+//! peer the very incarnation number its previous start gave it cannot tell the two apart:
+//! a late copy of the sender's request can then open slots around the old tokens' (which
+//! the new record acknowledges, undelivered, as it never granted them: a loss), or the new
+//! record delivers before the old tokens arrive (a stall). Starting every process at the
+//! same clock made that likely; the std adapters start each one at a random clock
+//! (`2^21..2^28`), so it takes a coincidence of about one restart in 2^28. Persist the
+//! clock (and the payloads) to rule these out.
 //!
 //! # Performance and memory
 //!

@@ -297,6 +297,15 @@ impl RecvRecord {
     }
 
     fn write_inner(&mut self, env: &mut Env, w: &mut DatagramWriter<'_>) -> bool {
+        // The grant before the status: a sender without an incarnation yet would take a
+        // status whose `next` is above its request for a previous start's record
+        // (`SendRecord::on_slots`), and then ignore the grant.
+        if let Some(grant) = self.grant {
+            if w.push(&Record::Slots(grant)).is_err() {
+                return false;
+            }
+            self.grant = None;
+        }
         if self.status_due {
             let status = Slots { start: self.next, incarnation: self.inc, count: 0 };
             if w.push(&Record::Slots(status)).is_err() {
@@ -304,12 +313,6 @@ impl RecvRecord {
             }
             self.status_due = false;
             env.stats.status_sent += 1;
-        }
-        if let Some(grant) = self.grant {
-            if w.push(&Record::Slots(grant)).is_err() {
-                return false;
-            }
-            self.grant = None;
         }
         if self.ack_owed > 0 && !self.write_ack(env, w) {
             return false;

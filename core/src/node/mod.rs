@@ -747,6 +747,13 @@ impl Node {
                     .any(|r| matches!(r, Record::PathResponse(data) if data == probe.data));
                 if !answered {
                     probe.newest = counter;
+                    if probe.addr != from {
+                        // Newer than any datagram opened for the probe, so not a replay of
+                        // one: the start itself is there (a replayer who started the probe
+                        // from elsewhere must not keep its challenges).
+                        probe.redirect(now, from);
+                        self.queue_probe_challenges(now);
+                    }
                     self.env.stats.stale_epoch += 1;
                     self.scratch = scratch;
                     return;

@@ -19,8 +19,10 @@
 //! A replayer gets little from this. While the peer is heard from at its epoch, stale
 //! datagrams start nothing (and are not opened); otherwise a new probe takes a token of a
 //! node-wide bucket, one probe per (peer, epoch) runs at a time, a probe opens only
-//! datagrams newer than the newest it opened, its challenges go only where its first
-//! datagram came from, and it ends after [`PROBE_ATTEMPTS`] of them.
+//! datagrams newer than the newest it opened, its challenges go where the newest datagram
+//! it opened came from (a replay from elsewhere that started it cannot keep them: the
+//! start's own next datagram is newer than any capture), and it ends after
+//! [`PROBE_ATTEMPTS`] of them.
 
 use core::net::SocketAddr;
 use core::time::Duration;
@@ -51,7 +53,7 @@ pub(crate) struct EpochProbe {
     pub(crate) peer: NodeId,
     /// The epoch it claims, below the ceiling of what the node authenticated from it.
     pub(crate) epoch: u64,
-    /// Where its challenges go: where the datagram that started it came from.
+    /// Where its challenges go: where the newest datagram opened for it came from.
     pub(crate) addr: SocketAddr,
     /// The bytes the response must echo.
     pub(crate) data: [u8; PATH_DATA_LEN],
@@ -63,6 +65,16 @@ pub(crate) struct EpochProbe {
     next_at: Instant,
     /// When the probe started (the oldest gives way to a new one).
     started: Instant,
+}
+
+impl EpochProbe {
+    /// Sends the probe's challenges to `addr` from now on, the next one at once (with its
+    /// attempts counted afresh).
+    pub(crate) fn redirect(&mut self, now: Instant, addr: SocketAddr) {
+        self.addr = addr;
+        self.attempts = 0;
+        self.next_at = now;
+    }
 }
 
 /// What a probe's challenge needs to go out: (peer, address, epoch, bytes).

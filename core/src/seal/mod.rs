@@ -63,8 +63,8 @@
 //!   epoch too, and would be locked out. So once the peer has been silent for 250 ms, an
 //!   authentic datagram of a stale epoch makes the node challenge that epoch: a
 //!   `PATH_CHALLENGE` sealed with that epoch as its destination epoch, sent where the
-//!   datagram came from (5 attempts over 1.5 s; new probes rate-limited per node like the
-//!   answers above). Only a live start at that epoch can open it and seal the
+//!   newest datagram of that epoch came from (5 attempts over 1.5 s; new probes
+//!   rate-limited per node like the answers above). Only a live start at that epoch can open it and seal the
 //!   `PATH_RESPONSE`; when that comes back, the node adopts the epoch, with a replay window
 //!   that refuses everything sealed before the response. A replayer's captures can start a
 //!   probe but never answer one (`NodeStats::epoch_probes_sent`, `epoch_probes_proven`).
