@@ -13,8 +13,12 @@ const LOOPBACK: SocketAddr =
 const WAIT: Duration = Duration::from_secs(30);
 
 fn start(id: &str) -> Node {
+    start_at(id, LOOPBACK)
+}
+
+fn start_at(id: &str, bind: SocketAddr) -> Node {
     NodeBuilder::new(id)
-        .bind(LOOPBACK)
+        .bind(bind)
         .max_datagram(65_507)
         .socket_buffers(4 << 20, 4 << 20)
         .start()
@@ -70,11 +74,40 @@ fn two_nodes_in_one_process_exchange_100k_payloads_exactly_once() {
 fn child_receiver_process() {
     let Ok(addr_file) = std::env::var("A3M_CHILD_ADDR_FILE") else { return };
     let count: u64 = std::env::var("A3M_CHILD_COUNT").unwrap().parse().unwrap();
-    let b = start("B");
+    let bind = std::env::var("A3M_CHILD_BIND").map_or(LOOPBACK, |a| a.parse().unwrap());
+    let b = start_at("B", bind);
     std::fs::write(&addr_file, b.local_addr().to_string()).unwrap();
     receive_all(&b, count);
     // Stay up a little so the final acknowledgements reach the sender.
     drop(b);
+}
+
+/// Starts `child_receiver_process` in a new process, to receive `count` payloads (at `bind`,
+/// if given); returns it and the address it bound.
+fn spawn_receiver(
+    addr_file: &std::path::Path,
+    count: u64,
+    bind: Option<SocketAddr>,
+) -> (std::process::Child, SocketAddr) {
+    let _ = std::fs::remove_file(addr_file);
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["--exact", "child_receiver_process", "--nocapture", "--test-threads", "1"])
+        .env("A3M_CHILD_ADDR_FILE", addr_file)
+        .env("A3M_CHILD_COUNT", count.to_string());
+    if let Some(bind) = bind {
+        command.env("A3M_CHILD_BIND", bind.to_string());
+    }
+    let child = command.spawn().expect("child process starts");
+    for _ in 0..300 {
+        if let Ok(text) = std::fs::read_to_string(addr_file)
+            && let Ok(a) = text.parse::<SocketAddr>()
+        {
+            return (child, a);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("child process wrote no address within 30 s");
 }
 
 #[test]
@@ -82,24 +115,7 @@ fn two_processes_exchange_100k_payloads_exactly_once() {
     const COUNT: u64 = 100_000;
     let dir = std::env::temp_dir().join(format!("a3m-udp-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let addr_file = dir.join("addr");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_receiver_process", "--nocapture", "--test-threads", "1"])
-        .env("A3M_CHILD_ADDR_FILE", &addr_file)
-        .env("A3M_CHILD_COUNT", COUNT.to_string())
-        .spawn()
-        .expect("child process starts");
-    let mut addr = None;
-    for _ in 0..300 {
-        if let Ok(text) = std::fs::read_to_string(&addr_file)
-            && let Ok(a) = text.parse::<SocketAddr>()
-        {
-            addr = Some(a);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let addr = addr.expect("child process wrote its address within 30 s");
+    let (mut child, addr) = spawn_receiver(&dir.join("addr"), COUNT, None);
     let a = start("A");
     a.add_peer("B", addr).unwrap();
     for n in 0..COUNT {
@@ -218,4 +234,30 @@ fn a_restarted_peer_resumes_without_its_clock() {
     a.send_to_timeout("B", b"after B restarted", bound).unwrap();
     assert_eq!(b.recv_timeout(bound).unwrap().payload, b"after B restarted");
     assert!(b.try_recv().is_err(), "nothing twice");
+}
+
+#[test]
+fn a_receiver_process_that_restarts_gets_the_stream_again() {
+    // Real processes: B receives 1000 payloads and exits; a new B process (nothing
+    // persisted, its own random clock) binds the same port; A, which kept its session with
+    // the first, sends 1000 more, and every one arrives exactly once, within the bound.
+    const COUNT: u64 = 1000;
+    let dir = std::env::temp_dir().join(format!("a3m-udp-restart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (mut first, addr) = spawn_receiver(&dir.join("addr1"), COUNT, None);
+    let a = start("A");
+    a.add_peer("B", addr).unwrap();
+    for n in 0..COUNT {
+        a.send_to_timeout("B", &payload(n, 16), WAIT).expect("send to the first B");
+    }
+    assert!(first.wait().unwrap().success(), "the first receiver failed");
+    let (mut second, again) = spawn_receiver(&dir.join("addr2"), COUNT, Some(addr));
+    assert_eq!(again, addr);
+    for n in 0..COUNT {
+        a.send_to_timeout("B", &payload(n, 16), WAIT).expect("send to the second B");
+    }
+    let report = a.close(WAIT).expect("close");
+    assert_eq!(report.unacknowledged, 0);
+    assert!(second.wait().unwrap().success(), "the restarted receiver failed");
+    let _ = std::fs::remove_dir_all(&dir);
 }
