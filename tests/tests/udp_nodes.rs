@@ -98,7 +98,7 @@ fn spawn_receiver(
     if let Some(bind) = bind {
         command.env("A3M_CHILD_BIND", bind.to_string());
     }
-    let child = command.spawn().expect("child process starts");
+    let mut child = command.spawn().expect("child process starts");
     for _ in 0..300 {
         if let Ok(text) = std::fs::read_to_string(addr_file)
             && let Ok(a) = text.parse::<SocketAddr>()
@@ -107,6 +107,8 @@ fn spawn_receiver(
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("child process wrote no address within 30 s");
 }
 
