@@ -36,6 +36,12 @@ impl Pair {
         Self { a, b: fresh("b"), now: Instant::ZERO }
     }
 
+    /// `a` restarts, as a fresh process, knowing where b is.
+    fn restart_a(&mut self) {
+        self.a = fresh("a");
+        self.a.set_peer_addr(id("b"), B_ADDR.parse().unwrap()).unwrap();
+    }
+
     /// Runs until a second passes without a datagram; returns the virtual time it took to
     /// go quiet (the last datagram's instant, from the start).
     fn pump(&mut self) -> Duration {
@@ -101,11 +107,9 @@ fn a_receiver_restarted_without_its_clock_gets_the_stream_again() {
 fn a_sender_restarted_without_its_clock_gets_through_again() {
     let mut p = Pair::new();
     p.send_and_check(0..500, Duration::from_secs(1), "before");
-    p.a = fresh("a");
-    p.a.set_peer_addr(id("b"), B_ADDR.parse().unwrap()).unwrap();
+    p.restart_a();
     p.send_and_check(500..1000, Duration::from_secs(2), "after a restarted");
-    p.a = fresh("a");
-    p.a.set_peer_addr(id("b"), B_ADDR.parse().unwrap()).unwrap();
+    p.restart_a();
     p.send_and_check(1000..1500, Duration::from_secs(2), "after a restarted again");
     assert_eq!(p.b.stats().duplicates, 0);
 }
@@ -114,8 +118,7 @@ fn a_sender_restarted_without_its_clock_gets_through_again() {
 fn both_restarted_without_their_clocks_resume() {
     let mut p = Pair::new();
     p.send_and_check(0..300, Duration::from_secs(1), "before");
-    p.a = fresh("a");
-    p.a.set_peer_addr(id("b"), B_ADDR.parse().unwrap()).unwrap();
+    p.restart_a();
     p.b = fresh("b");
     p.send_and_check(300..600, Duration::from_secs(2), "after both restarted");
 }

@@ -145,6 +145,12 @@ impl Pair {
         assert_eq!(self.a.unacknowledged(), 0, "{case}");
     }
 
+    /// `a` restarts with sealing epoch `epoch` (see [`restarted`]), knowing where b is.
+    fn restart_a(&mut self, epoch: u64) {
+        self.a = restarted(&self.a, epoch, Aead::ChaCha20Poly1305);
+        self.a.set_peer_addr(id("b"), self.b_addr).unwrap();
+    }
+
     fn send(&mut self, n: usize) {
         for i in 0..n {
             self.a.submit(self.now, &id("b"), format!("message {i}").as_bytes()).unwrap();
@@ -802,8 +808,7 @@ fn a_sender_that_restarts_is_refused_nothing_and_its_old_captures_are_still_stal
     let old = p.captured.clone();
     // a restarts: it knows no epoch of b, so it sends 0, which b accepts; b, which still
     // names a's previous epoch, is answered with a's new one and switches.
-    p.a = restarted(&p.a, 101, Aead::ChaCha20Poly1305);
-    p.a.set_peer_addr(id("b"), p.b_addr).unwrap();
+    p.restart_a(101);
     p.send(5);
     assert_eq!(p.delivered(), 5);
     assert_eq!(p.a.unacknowledged(), 0);
@@ -1091,8 +1096,7 @@ fn a_sender_whose_clock_went_back_proves_its_start_and_is_let_in() {
     p.send(5);
     assert_eq!(p.delivered(), 5);
     let dead = p.captured.clone();
-    p.a = restarted(&p.a, 40, Aead::ChaCha20Poly1305);
-    p.a.set_peer_addr(id("b"), p.b_addr).unwrap();
+    p.restart_a(40);
     let restart = p.now;
     p.send(5);
     assert_eq!(p.delivered(), 5);
@@ -1140,8 +1144,7 @@ fn a_receiver_whose_clock_went_back_is_found_again_by_its_senders() {
     let last = a3m_core::wire::decode_sealed(p.captured.last().unwrap()).unwrap();
     assert_eq!(last.dst_epoch, 150, "a names b's new epoch");
     // Both went back, one after the other: still found.
-    p.a = restarted(&p.a, 30, Aead::ChaCha20Poly1305);
-    p.a.set_peer_addr(id("b"), p.b_addr).unwrap();
+    p.restart_a(30);
     p.send(5);
     assert_eq!(p.delivered(), 5);
     assert_eq!(p.a.unacknowledged(), 0);
@@ -1157,8 +1160,7 @@ fn replays_of_a_dead_start_start_probes_that_prove_nothing() {
     p.send(5);
     assert_eq!(p.delivered(), 5);
     let dead = p.captured.clone();
-    p.a = restarted(&p.a, 300, Aead::ChaCha20Poly1305);
-    p.a.set_peer_addr(id("b"), p.b_addr).unwrap();
+    p.restart_a(300);
     p.send(5);
     assert_eq!(p.delivered(), 5);
     let attacker = addr("10.0.0.66:6666");
@@ -1198,8 +1200,7 @@ fn an_evicted_peer_whose_clock_went_back_proves_its_start_too() {
     assert_eq!(p.delivered(), 4);
     assert_eq!(p.b.peer_addr(&id("a")), None, "a was evicted");
     // a restarts in the past: only b's memory of evicted peers knows its epoch was 100.
-    p.a = restarted(&p.a, 40, Aead::ChaCha20Poly1305);
-    p.a.set_peer_addr(id("b"), p.b_addr).unwrap();
+    p.restart_a(40);
     p.send(5);
     assert_eq!(p.delivered(), 5);
     assert_eq!(p.a.unacknowledged(), 0);
@@ -1222,8 +1223,7 @@ fn a_replayer_racing_a_start_whose_clock_went_back_cannot_keep_it_out() {
     let mut p = Pair::new(Some(KEY), Some(KEY));
     p.send(5);
     assert_eq!(p.delivered(), 5);
-    p.a = restarted(&p.a, 40, Aead::ChaCha20Poly1305);
-    p.a.set_peer_addr(id("b"), p.b_addr).unwrap();
+    p.restart_a(40);
     for i in 0..5 {
         p.a.submit(p.now, &id("b"), format!("after {i}").as_bytes()).unwrap();
     }

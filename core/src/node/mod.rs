@@ -1181,25 +1181,11 @@ impl Node {
     /// destination epoch (so the peer accepts it whatever it knew of this node).
     fn transmit_epoch_notice(&mut self, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
         while let Some((peer, addr, dst_epoch)) = self.epoch_notices.pop_front() {
-            let seal = self.seal.as_mut()?;
-            let prefix = seal.next_prefix(dst_epoch);
-            let header = Header { src: self.id.as_str(), dst: peer.as_str(), flags: FLAG_SEALED };
-            let Ok(mut writer) = DatagramWriter::new_sealed(buf, &header, &prefix) else {
-                continue;
-            };
-            if writer.push(&Record::SealMismatch(wire::SEAL_MISMATCH_STALE_EPOCH)).is_err() {
-                continue;
-            }
-            let written = writer.finish();
-            // A one-off cipher: the peer may have no slot here (rate-limited, so rare).
-            let cipher = seal.current.cipher(seal.aead, seal.epoch, header.src, header.dst);
-            let aad_len = header.encoded_len() + SEAL_PREFIX_LEN;
-            let Ok(len) = cipher.seal(prefix.counter, buf, aad_len, written.len) else {
+            let record = Record::SealMismatch(wire::SEAL_MISMATCH_STALE_EPOCH);
+            let Some(len) = self.seal_lone_record(&peer, dst_epoch, &record, buf) else {
                 continue;
             };
             self.env.stats.epoch_notices_sent += 1;
-            self.env.stats.datagrams_sent += 1;
-            self.env.stats.bytes_sent += len as u64;
             return Some((addr, len));
         }
         None
@@ -1210,28 +1196,38 @@ impl Node {
     /// only the peer's start at that epoch opens it.
     fn transmit_probe(&mut self, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
         while let Some((peer, addr, dst_epoch, data)) = self.probe_out.pop_front() {
-            let seal = self.seal.as_mut()?;
-            let prefix = seal.next_prefix(dst_epoch);
-            let header = Header { src: self.id.as_str(), dst: peer.as_str(), flags: FLAG_SEALED };
-            let Ok(mut writer) = DatagramWriter::new_sealed(buf, &header, &prefix) else {
-                continue;
-            };
-            if writer.push(&Record::PathChallenge(data)).is_err() {
-                continue;
-            }
-            let written = writer.finish();
-            // A one-off cipher, as for epoch notices: probes are few.
-            let cipher = seal.current.cipher(seal.aead, seal.epoch, header.src, header.dst);
-            let aad_len = header.encoded_len() + SEAL_PREFIX_LEN;
-            let Ok(len) = cipher.seal(prefix.counter, buf, aad_len, written.len) else {
+            let record = Record::PathChallenge(data);
+            let Some(len) = self.seal_lone_record(&peer, dst_epoch, &record, buf) else {
                 continue;
             };
             self.env.stats.epoch_probes_sent += 1;
-            self.env.stats.datagrams_sent += 1;
-            self.env.stats.bytes_sent += len as u64;
             return Some((addr, len));
         }
         None
+    }
+
+    /// Writes into `buf` a datagram to `peer` of `record` alone, sealed with a one-off cipher
+    /// (the peer may have no slot here; these answers are rate-limited, so rare) and
+    /// `dst_epoch` as its destination epoch; counts it as sent and returns its length.
+    fn seal_lone_record(
+        &mut self,
+        peer: &NodeId,
+        dst_epoch: u64,
+        record: &Record<'_>,
+        buf: &mut [u8],
+    ) -> Option<usize> {
+        let seal = self.seal.as_mut()?;
+        let prefix = seal.next_prefix(dst_epoch);
+        let header = Header { src: self.id.as_str(), dst: peer.as_str(), flags: FLAG_SEALED };
+        let mut writer = DatagramWriter::new_sealed(buf, &header, &prefix).ok()?;
+        writer.push(record).ok()?;
+        let written = writer.finish();
+        let cipher = seal.current.cipher(seal.aead, seal.epoch, header.src, header.dst);
+        let aad_len = header.encoded_len() + SEAL_PREFIX_LEN;
+        let len = cipher.seal(prefix.counter, buf, aad_len, written.len).ok()?;
+        self.env.stats.datagrams_sent += 1;
+        self.env.stats.bytes_sent += len as u64;
+        Some(len)
     }
 
     /// Writes the next path challenge waiting, if any can be written.
