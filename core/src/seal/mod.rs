@@ -75,22 +75,28 @@
 //!   sealed with, and keeps the old one accepted for a grace period; each datagram names its
 //!   key by a one-byte id taken from a hash of the key.
 //! * Keys are wiped from memory when dropped ([`zeroize`]).
+//! * **AES-256-GCM** is [`AesGcm`], composed here from RustCrypto's AES and CTR with a GHASH
+//!   that uses carry-less multiplication on x86-64 (PCLMULQDQ, or VPCLMULQDQ with AVX-512):
+//!   the same bytes as the `aes-gcm` crate (the tests compare them), at twice its speed on
+//!   the machines we measure on; RustCrypto's `ghash` elsewhere.
 //!
 //! Everything here is `no_std` and needs no heap: the AEADs work in place over the caller's
 //! buffer.
 
+mod gcm;
+mod ghash;
 mod window;
 
 use core::fmt;
 
-use aes_gcm::Aes256Gcm;
-use aes_gcm::aead::inout::InOutBuf;
-use aes_gcm::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::ChaCha20Poly1305;
+use chacha20poly1305::aead::inout::InOutBuf;
+use chacha20poly1305::aead::{self, AeadInOut, KeyInit};
 use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
+pub use gcm::{AesGcm, GcmError};
 pub use window::{ReplayWindow, Verdict, WINDOW};
 
 use crate::wire::SEAL_TAG_LEN;
@@ -260,7 +266,7 @@ pub enum Cipher {
     /// ChaCha20-Poly1305.
     ChaCha(ChaCha20Poly1305),
     /// AES-256-GCM.
-    Aes(Aes256Gcm),
+    Aes(AesGcm),
 }
 
 impl fmt::Debug for Cipher {
@@ -280,7 +286,7 @@ impl Cipher {
     pub fn new(aead: Aead, key: &[u8; 32]) -> Self {
         match aead {
             Aead::ChaCha20Poly1305 => Cipher::ChaCha(ChaCha20Poly1305::new(key.into())),
-            Aead::Aes256Gcm => Cipher::Aes(Aes256Gcm::new(key.into())),
+            Aead::Aes256Gcm => Cipher::Aes(AesGcm::new(key)),
         }
     }
 
@@ -308,9 +314,11 @@ impl Cipher {
         let (aad, rest) = buf.split_at_mut(aad_len);
         let (body, tail) = rest.split_at_mut(len - aad_len);
         let nonce = nonce(counter);
-        let tag = match self {
-            Cipher::ChaCha(c) => c.encrypt_inout_detached(&nonce.into(), aad, body.into()),
-            Cipher::Aes(c) => c.encrypt_inout_detached(&nonce.into(), aad, body.into()),
+        let tag: [u8; SEAL_TAG_LEN] = match self {
+            Cipher::ChaCha(c) => {
+                c.encrypt_inout_detached(&nonce.into(), aad, body.into()).map(Into::into)
+            }
+            Cipher::Aes(c) => c.encrypt(&nonce, aad, body.into()).map_err(|_| aead::Error),
         }
         .map_err(|_| SealError::BufferTooSmall)?;
         tail[..SEAL_TAG_LEN].copy_from_slice(&tag);
@@ -331,7 +339,7 @@ impl Cipher {
         let nonce = nonce(counter);
         match self {
             Cipher::ChaCha(c) => c.decrypt_inout_detached(&nonce.into(), aad, buf, tag.into()),
-            Cipher::Aes(c) => c.decrypt_inout_detached(&nonce.into(), aad, buf, tag.into()),
+            Cipher::Aes(c) => c.decrypt(&nonce, aad, buf, tag).map_err(|_| aead::Error),
         }
         .map_err(|_| SealError::BadTag)
     }
@@ -350,7 +358,7 @@ impl Cipher {
             Cipher::ChaCha(c) => {
                 c.decrypt_inout_detached(&nonce.into(), aad, body.into(), tag.into())
             }
-            Cipher::Aes(c) => c.decrypt_inout_detached(&nonce.into(), aad, body.into(), tag.into()),
+            Cipher::Aes(c) => c.decrypt(&nonce, aad, body.into(), tag).map_err(|_| aead::Error),
         }
         .map_err(|_| SealError::BadTag)
     }
