@@ -645,10 +645,13 @@ fn start_relay(to: SocketAddr, faults: Faults, seed: u64) -> Result<RelayHandle,
 // Example binaries
 
 /// A key file (mode 0600) shared by the sealed cases of this run.
+// In cargo's scratch directory for tests (target/tmp), not /tmp: a static is never
+// dropped, so nothing would remove it there.
 fn key_file() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("a3m-fault-key-{}", std::process::id()));
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("a3m-fault-key-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("key directory");
         let path = dir.join("psk");
         let _ = std::fs::remove_file(&path);

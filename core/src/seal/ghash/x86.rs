@@ -25,7 +25,18 @@ use core::arch::x86_64::*;
 
 use zeroize::Zeroize;
 
-cpufeatures::new!(wide_features, "avx512f", "avx512bw", "vpclmulqdq", "pclmulqdq", "ssse3");
+// AVX-512F implies AVX2 for the compiler, but cpufeatures checks only the AVX-512F bit: the
+// 256-bit folds use AVX2, so it is checked (a virtual machine may hide it) and enabled too.
+cpufeatures::new!(
+    wide_features,
+    "avx512f",
+    "avx512bw",
+    "vpclmulqdq",
+    "avx2",
+    "avx",
+    "pclmulqdq",
+    "ssse3"
+);
 cpufeatures::new!(narrow_features, "pclmulqdq", "ssse3");
 
 /// x^63 + x^62 + x^57: the reduction constant of the R/F algorithm.
@@ -72,7 +83,9 @@ fn polyval_key(ghash_key: &[u8; 16]) -> [u8; 16] {
     v <<= 1;
     v ^= top ^ (top << 127) ^ (top << 126) ^ (top << 121);
     reversed.zeroize();
-    v.to_le_bytes()
+    let key = v.to_le_bytes();
+    v.zeroize();
+    key
 }
 
 impl Narrow {
@@ -96,7 +109,8 @@ impl Narrow {
 }
 
 impl Wide {
-    /// The powers of `ghash_key`, if this processor has AVX-512 (F, BW) with VPCLMULQDQ.
+    /// The powers of `ghash_key`, if this processor has AVX-512 (F, BW) with VPCLMULQDQ (and
+    /// AVX2, PCLMULQDQ, SSSE3).
     pub(crate) fn new(ghash_key: &[u8; 16]) -> Option<Self> {
         if !wide_features::get() {
             return None;
@@ -112,7 +126,7 @@ impl Wide {
                 // SAFETY: `Narrow::new` above detected PCLMULQDQ and SSSE3.
                 (power, power_d) = unsafe { next_power(power, h1, d1) };
             }
-            let (h_n, d_n) = if n <= 8 {
+            let (mut h_n, mut d_n) = if n <= 8 {
                 (narrow.h[n - 1], narrow.d[n - 1])
             } else {
                 (store16(power), store16(power_d))
@@ -121,6 +135,8 @@ impl Wide {
             let (k, l) = (slot / 4, slot % 4);
             h[k][16 * l..16 * l + 16].copy_from_slice(&h_n);
             d[k][16 * l..16 * l + 16].copy_from_slice(&d_n);
+            h_n.zeroize();
+            d_n.zeroize();
         }
         Some(Self { h, d, narrow })
     }
@@ -271,7 +287,7 @@ fn narrow_mac(key: &Narrow, aad: &[u8], text: &[u8]) -> [u8; 16] {
     finish(key, y, aad, text)
 }
 
-#[target_feature(enable = "avx512f,avx512bw,vpclmulqdq,pclmulqdq,ssse3")]
+#[target_feature(enable = "avx512f,avx512bw,vpclmulqdq,avx2,avx,pclmulqdq,ssse3")]
 fn wide_mac(key: &Wide, aad: &[u8], text: &[u8]) -> [u8; 16] {
     // The associated data is a header of a few dozen bytes: the narrow loop.
     let y = narrow_update(&key.narrow, _mm_setzero_si128(), aad);
@@ -297,15 +313,19 @@ fn load_lanes(bytes: &[u8; 64]) -> __m512i {
 }
 
 /// Folds `data` into `y`: 16 blocks per reduction, four per VPCLMULQDQ; the rest narrow.
-#[target_feature(enable = "avx512f,avx512bw,vpclmulqdq,pclmulqdq,ssse3")]
+#[target_feature(enable = "avx512f,avx512bw,vpclmulqdq,avx2,avx,pclmulqdq,ssse3")]
 #[inline]
 fn wide_update(key: &Wide, mut y: __m128i, data: &[u8]) -> __m128i {
-    let rev = _mm512_broadcast_i32x4(reverse_mask());
-    let h: [__m512i; 4] = core::array::from_fn(|k| load_lanes(&key.h[k]));
-    let d: [__m512i; 4] = core::array::from_fn(|k| load_lanes(&key.d[k]));
     let (blocks, _) = data.as_chunks::<16>();
     let (quads, _) = blocks.as_chunks::<4>();
     let (groups, _) = quads.as_chunks::<4>();
+    if groups.is_empty() {
+        // Fewer than 16 blocks (a small datagram): no 512-bit work at all.
+        return narrow_update(&key.narrow, y, data);
+    }
+    let rev = _mm512_broadcast_i32x4(reverse_mask());
+    let h: [__m512i; 4] = core::array::from_fn(|k| load_lanes(&key.h[k]));
+    let d: [__m512i; 4] = core::array::from_fn(|k| load_lanes(&key.d[k]));
     for group in groups {
         let mut r = _mm512_setzero_si512();
         let mut f = _mm512_setzero_si512();
