@@ -296,8 +296,19 @@ fn malformed_records() {
         ),
         (
             "unknown kind after a valid record",
-            datagram(&cat(&[&REQSLOTS, &[0x08, 0, 0, 0]])),
-            Err(UnknownRecordKind(0x08)),
+            datagram(&cat(&[&REQSLOTS, &[0x09, 0, 0, 0]])),
+            Err(UnknownRecordKind(0x09)),
+        ),
+        ("TOKEN_NEXT first", datagram(&[0x08, 1, b'a']), Err(OrphanTokenNext)),
+        (
+            "TOKEN_NEXT after a REQSLOTS only",
+            datagram(&cat(&[&REQSLOTS, &[0x08, 1, b'a']])),
+            Err(OrphanTokenNext),
+        ),
+        (
+            "TOKEN_NEXT payload past the end behind a TOKEN",
+            datagram(&[0x03, 1, 1, 1, b'a', 0x08, 2, b'b']),
+            Err(LengthPastEnd),
         ),
         ("PATH_CHALLENGE cut short", datagram(&[0x05, 1, 2, 3, 4, 5, 6, 7]), Err(Truncated)),
         ("PATH_RESPONSE cut short", datagram(&[0x06, 1, 2, 3]), Err(Truncated)),
@@ -367,7 +378,7 @@ fn malformed_records() {
             Err(BadVarint),
         ),
     ];
-    for kind in (0x00..=0xFF).filter(|k| !(0x01..=0x07).contains(k)) {
+    for kind in (0x00..=0xFF).filter(|k| !(0x01..=0x08).contains(k)) {
         table.push((
             "unknown record kind",
             datagram(&[kind, 0, 0, 0]),

@@ -135,13 +135,31 @@ fn encoded_len(header: &Header<'_>, records: &[Record<'_>]) -> usize {
     header.encoded_len() + records.iter().map(|r| r.encoded_len().unwrap()).sum::<usize>()
 }
 
-/// Encodes all `records` into an exactly sized buffer; panics if any does not fit.
+/// Encodes all `records` into a buffer sized for their full encodings (a token for the slot
+/// after the previous token's takes less: a `TOKEN_NEXT`); panics if any does not fit.
 fn encode_all(header: &Header<'_>, records: &[Record<'_>]) -> Vec<u8> {
     let mut buf = vec![0u8; encoded_len(header, records)];
     let out = wire::encode_datagram(&mut buf, header, records).unwrap();
     assert_eq!(out.records, records.len());
-    assert_eq!(out.len, buf.len());
+    assert_eq!(out.len, buf.len() - compact_savings(records));
+    buf.truncate(out.len);
     buf
+}
+
+/// Bytes saved by writing each token that continues the previous token (next slot, same
+/// incarnation) as a `TOKEN_NEXT`: its slot and incarnation.
+fn compact_savings(records: &[Record<'_>]) -> usize {
+    let mut last: Option<(u64, u64)> = None;
+    let mut saved = 0;
+    for record in records {
+        if let Record::Token(t) = record {
+            if last.is_some_and(|(s, i)| s.checked_add(1) == Some(t.slot) && i == t.incarnation) {
+                saved += wire::varint_len(t.slot) + wire::varint_len(t.incarnation);
+            }
+            last = Some((t.slot, t.incarnation));
+        }
+    }
+    saved
 }
 
 /// Checks that `bytes` decodes to `header` and exactly `records`.
@@ -414,6 +432,39 @@ proptest! {
         let header = h.as_header();
         let records = as_records(&owned);
         let bytes = encode_all(&header, &records);
+        assert_decodes_to(&bytes, &header, &records);
+    }
+
+    /// A run of tokens for consecutive slots of one incarnation, among other records, names
+    /// its slot and incarnation once: the rest go as `TOKEN_NEXT`, and decode the same.
+    #[test]
+    fn consecutive_tokens_name_their_slot_once_and_round_trip(
+        h in header(),
+        first in varint_u64(),
+        incarnation in varint_u64(),
+        payloads in proptest::collection::vec(payload(64), 1..50),
+        other in proptest::option::of(reqslots()),
+        at in any::<proptest::sample::Index>(),
+    ) {
+        let header = h.as_header();
+        let first = first.min(u64::MAX - 64);
+        let mut records: Vec<Record<'_>> = payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                Record::Token(Token { slot: first + i as u64, incarnation, payload: p })
+            })
+            .collect();
+        // A record of another kind in between does not break the run.
+        if let Some(o) = &other {
+            records.insert(at.index(records.len() + 1), o.as_record());
+        }
+        let bytes = encode_all(&header, &records);
+        let full = encoded_len(&header, &records);
+        let names: usize = (1..payloads.len() as u64)
+            .map(|i| wire::varint_len(first + i) + wire::varint_len(incarnation))
+            .sum();
+        prop_assert_eq!(bytes.len(), full - names);
         assert_decodes_to(&bytes, &header, &records);
     }
 
@@ -748,4 +799,34 @@ fn ack_ranges_at_the_top_of_the_slot_space_round_trip() {
     let records = [Record::Ack(Ack::new(u64::MAX, &ranges))];
     let bytes = encode_all(&header, &records);
     assert_decodes_to(&bytes, &header, &records);
+}
+
+/// A `TOKEN_NEXT` needs a token before it in the same datagram, and a slot after it.
+#[test]
+fn a_token_next_without_a_token_before_it_is_malformed() {
+    let header = Header { src: "a", dst: "b", flags: 0 };
+    let mut buf = vec![0u8; 256];
+    let mut w = DatagramWriter::new(&mut buf, &header).unwrap();
+    w.push(&Record::Token(Token { slot: u64::MAX, incarnation: 3, payload: b"x" })).unwrap();
+    let len = w.finish().len;
+    let token_at = len - 1 - 1 - 1 - wire::varint_len(3) - wire::varint_len(u64::MAX);
+    // The token alone decodes; a TOKEN_NEXT after slot u64::MAX does not.
+    assert!(wire::decode_datagram(&buf[..len]).is_ok());
+    let mut after_max = buf[..len].to_vec();
+    after_max.extend_from_slice(&[0x08, 1, b'y']);
+    assert_eq!(wire::decode_datagram(&after_max).unwrap_err(), wire::DecodeError::OrphanTokenNext);
+    // In place of the token: no token before it.
+    let mut orphan = buf[..token_at].to_vec();
+    orphan.extend_from_slice(&[0x08, 1, b'y']);
+    assert_eq!(wire::decode_datagram(&orphan).unwrap_err(), wire::DecodeError::OrphanTokenNext);
+    // After another kind of record only: still none.
+    let mut w = DatagramWriter::new(&mut buf, &header).unwrap();
+    w.push(&Record::ReqSlots(ReqSlots { start: 1, count: 2, lowest: 0 })).unwrap();
+    let len = w.finish().len;
+    let mut after_request = buf[..len].to_vec();
+    after_request.extend_from_slice(&[0x08, 1, b'y']);
+    assert_eq!(
+        wire::decode_datagram(&after_request).unwrap_err(),
+        wire::DecodeError::OrphanTokenNext
+    );
 }

@@ -38,6 +38,7 @@
 //! | `01` | `REQSLOTS` | start slot (varint), count (varint, u32), lowest slot still wanted (varint) |
 //! | `02` | `SLOTS` | start slot (varint), receiver incarnation (varint), count (varint, u32) |
 //! | `03` | `TOKEN` | slot (varint), receiver incarnation (varint), payload (byte string) |
+//! | `08` | `TOKEN_NEXT` | payload (byte string): a `TOKEN` for the slot after the previous token's in this datagram (a `TOKEN` or `TOKEN_NEXT`), of the same incarnation; a datagram whose first token is one is malformed |
 //! | `04` | `ACK` | receiver incarnation (varint), range count (varint, 1..=[`MAX_ACK_RANGES`]), then per range: gap (varint), length − 1 (varint) |
 //! | `05` | `PATH_CHALLENGE` | 8 bytes the peer must echo from the address it was sent to |
 //! | `06` | `PATH_RESPONSE` | the 8 bytes of a `PATH_CHALLENGE`, echoed |
@@ -225,6 +226,7 @@ const KIND_ACK: u8 = 0x04;
 const KIND_PATH_CHALLENGE: u8 = 0x05;
 const KIND_PATH_RESPONSE: u8 = 0x06;
 const KIND_SEAL_MISMATCH: u8 = 0x07;
+pub(crate) const KIND_TOKEN_NEXT: u8 = 0x08;
 
 /// Why a byte string is not a valid datagram or message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,6 +263,8 @@ pub enum DecodeError {
     TrailingBytes,
     /// The datagram is longer than [`MAX_DATAGRAM_LEN`].
     TooLong,
+    /// A `TOKEN_NEXT` with no token before it in the datagram, or after slot `u64::MAX`.
+    OrphanTokenNext,
     /// The datagram is sealed: open it ([`decode_sealed`], then [`decode_records`] over the
     /// decrypted records) instead of decoding it as plaintext.
     Sealed,
@@ -290,6 +294,9 @@ impl fmt::Display for DecodeError {
             DecodeError::TrailingBytes => f.write_str("trailing bytes after message"),
             DecodeError::TooLong => write!(f, "datagram longer than {MAX_DATAGRAM_LEN} bytes"),
             DecodeError::Sealed => f.write_str("sealed datagram: open it before decoding"),
+            DecodeError::OrphanTokenNext => {
+                f.write_str("TOKEN_NEXT without a token before it in the datagram")
+            }
         }
     }
 }
@@ -519,7 +526,9 @@ pub enum Record<'a> {
 }
 
 impl Record<'_> {
-    /// Bytes this record takes on the wire, or why it cannot be encoded.
+    /// Bytes this record takes on the wire, or why it cannot be encoded. (A [`DatagramWriter`]
+    /// writes a `TOKEN` for the slot after its previous token's, of the same incarnation, as a
+    /// shorter `TOKEN_NEXT`.)
     #[inline]
     pub fn encoded_len(&self) -> Result<usize, EncodeError> {
         Ok(1 + match self {
@@ -650,8 +659,11 @@ impl<'a> Datagram<'a> {
     /// The records, in the order they were written.
     pub fn records(&self) -> impl Iterator<Item = Record<'a>> + 'a {
         let mut r = Reader::new(self.records);
+        let mut last_token = None;
         // Every record was validated by `decode_datagram`, so `read_record` cannot fail here.
-        core::iter::from_fn(move || if r.is_empty() { None } else { read_record(&mut r).ok() })
+        core::iter::from_fn(move || {
+            if r.is_empty() { None } else { read_record(&mut r, &mut last_token).ok() }
+        })
     }
 }
 
@@ -696,11 +708,12 @@ pub fn decode_records<'a>(
 ) -> Result<Datagram<'a>, DecodeError> {
     let mut rr = Reader::new(records);
     let mut record_count = 0;
+    let mut last_token = None;
     while !rr.is_empty() {
         if record_count == MAX_RECORDS {
             return Err(DecodeError::TooManyRecords);
         }
-        read_record(&mut rr)?;
+        read_record(&mut rr, &mut last_token)?;
         record_count += 1;
     }
     if record_count == 0 {
@@ -779,7 +792,12 @@ fn read_range(r: &mut Reader<'_>, prev_end: u64) -> Result<SlotRange, DecodeErro
     Ok(SlotRange { start, end })
 }
 
-fn read_record<'a>(r: &mut Reader<'a>) -> Result<Record<'a>, DecodeError> {
+/// Reads one record; `last_token` is the (slot, incarnation) of the datagram's previous token,
+/// which a `TOKEN_NEXT` continues.
+fn read_record<'a>(
+    r: &mut Reader<'a>,
+    last_token: &mut Option<(u64, u64)>,
+) -> Result<Record<'a>, DecodeError> {
     let kind = r.u8()?;
     Ok(match kind {
         KIND_REQSLOTS => Record::ReqSlots(ReqSlots {
@@ -796,6 +814,14 @@ fn read_record<'a>(r: &mut Reader<'a>) -> Result<Record<'a>, DecodeError> {
             let slot = r.varint()?;
             let incarnation = r.varint()?;
             let payload = r.byte_string()?;
+            *last_token = Some((slot, incarnation));
+            Record::Token(Token { slot, incarnation, payload })
+        }
+        KIND_TOKEN_NEXT => {
+            let (previous, incarnation) = last_token.ok_or(DecodeError::OrphanTokenNext)?;
+            let slot = previous.checked_add(1).ok_or(DecodeError::OrphanTokenNext)?;
+            let payload = r.byte_string()?;
+            *last_token = Some((slot, incarnation));
             Record::Token(Token { slot, incarnation, payload })
         }
         KIND_ACK => read_ack(r)?,

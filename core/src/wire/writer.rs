@@ -1,8 +1,8 @@
 //! Writing datagrams into caller buffers.
 
 use super::{
-    EncodeError, FLAG_SEALED, Header, MAGIC, MAX_RECORDS, Record, SEAL_OVERHEAD, SEAL_TAG_LEN,
-    VERSION, check_node_id,
+    EncodeError, FLAG_SEALED, Header, KIND_TOKEN_NEXT, MAGIC, MAX_DATAGRAM_LEN, MAX_RECORDS,
+    Record, SEAL_OVERHEAD, SEAL_TAG_LEN, Token, VERSION, check_node_id, varint_len,
 };
 
 /// A cursor that writes into a buffer; callers check room first.
@@ -97,6 +97,9 @@ pub struct Encoded {
 pub struct DatagramWriter<'b> {
     w: Writer<'b>,
     records: usize,
+    /// The (slot, incarnation) of the last token written: a token for the next slot of the
+    /// same incarnation is written as a `TOKEN_NEXT`, without them.
+    last_token: Option<(u64, u64)>,
 }
 
 /// The seal prefix of a sealed datagram (see [Sealed datagrams](super#sealed-datagrams)).
@@ -160,7 +163,7 @@ impl<'b> DatagramWriter<'b> {
         w.u8(header.flags);
         w.id(header.src);
         w.id(header.dst);
-        Ok(Self { w, records: 0 })
+        Ok(Self { w, records: 0, last_token: None })
     }
 
     /// Bytes still free.
@@ -181,6 +184,13 @@ impl<'b> DatagramWriter<'b> {
     /// Appends `record` if it fits; otherwise writes nothing and returns
     /// [`EncodeError::BufferTooSmall`] (or [`EncodeError::BadValue`] for an invalid record).
     pub fn push(&mut self, record: &Record<'_>) -> Result<(), EncodeError> {
+        if let Record::Token(token) = record
+            && self.last_token.is_some_and(|(slot, inc)| {
+                slot.checked_add(1) == Some(token.slot) && inc == token.incarnation
+            })
+        {
+            return self.push_token_next(token);
+        }
         let len = record.encoded_len()?;
         if len > self.remaining() || self.is_full() {
             return Err(EncodeError::BufferTooSmall);
@@ -189,6 +199,26 @@ impl<'b> DatagramWriter<'b> {
         record.write(&mut self.w);
         debug_assert_eq!(self.w.position() - before, len);
         self.records += 1;
+        if let Record::Token(token) = record {
+            self.last_token = Some((token.slot, token.incarnation));
+        }
+        Ok(())
+    }
+
+    /// A token that continues the last one: `TOKEN_NEXT` and its payload only.
+    fn push_token_next(&mut self, token: &Token<'_>) -> Result<(), EncodeError> {
+        if token.payload.len() > MAX_DATAGRAM_LEN {
+            return Err(EncodeError::BadValue);
+        }
+        let len = 1 + varint_len(token.payload.len() as u64) + token.payload.len();
+        if len > self.remaining() || self.is_full() {
+            return Err(EncodeError::BufferTooSmall);
+        }
+        self.w.u8(KIND_TOKEN_NEXT);
+        self.w.varint(token.payload.len() as u64);
+        self.w.bytes(token.payload);
+        self.records += 1;
+        self.last_token = Some((token.slot, token.incarnation));
         Ok(())
     }
 
