@@ -213,7 +213,7 @@ impl NodeBuilder {
         }
         let mut config = self.config.clone();
         if config.initial_clock == NodeConfig::default().initial_clock {
-            config.initial_clock = random_initial_clock()?;
+            config.initial_clock = initial_clock()?;
         }
         let mut core = CoreNode::new(id.clone(), config);
         let mut secret = [0u8; 32];
@@ -699,14 +699,29 @@ impl Drop for Node {
     }
 }
 
-/// The exactly-once clock of a start that does not persist it: random in `2^21..2^28`.
+/// Exactly-once clock values per microsecond of wall-clock time (see [`initial_clock`]).
+const CLOCK_PER_MICROSECOND: u64 = 64;
+/// 2026-01-01T00:00:00Z in seconds since the Unix epoch: where [`initial_clock`] counts from.
+const CLOCK_EPOCH_SECS: u64 = 1_767_225_600;
+
+/// The exactly-once clock of a start that does not persist it: 64 per microsecond of wall
+/// clock since 2026, so that every start begins above every value its previous starts used.
 ///
-/// Its peers' records move it above what its previous start used (`a3m_core::eo`,
-/// "Restarts"), but a new start that issued the very incarnation number its previous start
-/// gave a peer could not tell them apart, and could stall or acknowledge what it never
-/// delivered. Starting every process at 1 made that likely; a random start makes it about
-/// one restart in 2^28. Incarnations cost 4 bytes on the wire instead of 1.
-fn random_initial_clock() -> Result<u64> {
+/// The exactly-once layer relies on that (`a3m_core::eo`, "Restarts"): a start whose clock is
+/// below its previous start's can be taken for it by a peer, and a late datagram of the dead
+/// start (a request, a grant, a status still in flight) can then stall the new one or make
+/// its peer repeat what it delivered. A node advances its clock by one per payload it sends
+/// and per record it opens, far below 64 million a second, so a start's clock never catches
+/// up with the wall-clock value of its successor. A wall clock before 2026 (a board without
+/// a battery-backed clock, before NTP answers) gives a random value in `2^21..2^28` instead:
+/// persist the clock there (`NodeConfig::initial_clock`). The values take 8 bytes on the
+/// wire where a random one took 4; a run of consecutive tokens in a datagram names them once.
+fn initial_clock() -> Result<u64> {
+    let since = std::time::UNIX_EPOCH + Duration::from_secs(CLOCK_EPOCH_SECS);
+    if let Ok(elapsed) = std::time::SystemTime::now().duration_since(since) {
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        return Ok(micros.saturating_mul(CLOCK_PER_MICROSECOND).max(1 << 28));
+    }
     let mut bytes = [0u8; 8];
     crate::keyfile::os_random(&mut bytes)?;
     Ok((1 << 21) + u64::from_le_bytes(bytes) % ((1 << 28) - (1 << 21)))

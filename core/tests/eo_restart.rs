@@ -1,6 +1,7 @@
-//! A node that restarts without its clock (the std adapters start every node at clock 1):
-//! its peer, which kept its records, learns from the restarted node's traffic that those
-//! records belong to a previous start, and the session resumes. Before, a restarted receiver
+//! A node that restarts with its clock set back (every start here begins at clock 1, as a
+//! node without a persisted clock or a wall clock would): its peer, which kept its records,
+//! learns from the restarted node's traffic that those records belong to a previous start,
+//! and the session resumes. Before, a restarted receiver
 //! or sender stalled its peer until the receiver's idle record was collected (10 minutes).
 
 use std::net::SocketAddr;
@@ -17,7 +18,7 @@ fn id(s: &str) -> NodeId {
 const A_ADDR: &str = "10.0.0.1:7000";
 const B_ADDR: &str = "10.0.0.2:7000";
 
-/// A node that starts as a fresh process would: clock 1, nothing remembered.
+/// A node that starts as a fresh process without a clock would: clock 1, nothing remembered.
 fn fresh(name: &str) -> Node {
     Node::new(id(name), NodeConfig { initial_clock: 1, ..NodeConfig::default() })
 }

@@ -241,8 +241,9 @@ fn a_restarted_peer_resumes_without_its_clock() {
 #[test]
 fn a_receiver_process_that_restarts_gets_the_stream_again() {
     // Real processes: B receives 1000 payloads and exits; a new B process (nothing
-    // persisted, its own random clock) binds the same port; A, which kept its session with
-    // the first, sends 1000 more, and every one arrives exactly once, within the bound.
+    // persisted, its clock from the wall clock) binds the same port; A, which kept its
+    // session with the first, sends 1000 more, and every one arrives exactly once, within
+    // the bound.
     const COUNT: u64 = 1000;
     let dir = std::env::temp_dir().join(format!("a3m-udp-restart-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -66,9 +66,16 @@
 //!
 //! # Restarts
 //!
-//! The thesis' model assumes the clock is persisted. A node that restarts without it (the std
-//! adapters start every node at clock 1) is found out by its peers' records, and its clock
-//! is moved above them, so the sessions resume:
+//! The thesis' model assumes the clock is persisted. What it needs is weaker: every start of
+//! a node begins above every clock value its previous starts used. The std adapters take the
+//! initial clock from the wall clock (64 per microsecond since 2026; a node uses one per
+//! payload it sends and per record it opens), which gives that without persisting anything.
+//! Then a restart looks to the peers like a node whose records went: they rebind and resume
+//! (`core/tests/eo_restart_faults.rs`: restarts of a sender, a receiver or both mid-stream,
+//! with loss, duplication, reordering and datagrams of the dead start still in flight).
+//!
+//! A start whose clock is set back below its previous start's (no wall clock, before NTP
+//! answers) is found out by its peers' records, and its clock is moved above them:
 //!
 //! * A restarted receiver gets tokens of an incarnation its previous start issued: at or
 //!   above its clock, above its new record's, or its new record's number but for a slot below
@@ -76,21 +83,25 @@
 //!   meanwhile if it delivered nothing, and answers with a status whose incarnation is above
 //!   the sender's: the sender rebinds its tokens as for any forgotten incarnation. A token
 //!   for a slot below the first a record granted is never acknowledged as a duplicate.
+//! * A sender that holds no unacknowledged token takes a grant for its outstanding request
+//!   even under an incarnation below the one it knew: the receiver restarted behind it, and
+//!   none of its tokens is left to tell it so.
 //! * A restarted sender asks for slots below what the receiver's record already granted (its
 //!   previous start's); the receiver answers a request it cannot grant from with a status
 //!   `SLOTS(next, r, 0)`, and a sender holding no bound token moves its clock and its
 //!   request to `next`.
 //!
-//! What a restart cannot recover is what only the lost state knew: tokens a restarted
-//! receiver delivered but did not acknowledge are delivered again by its new start, and
-//! payloads a sender held when it stopped are gone with it. And a new start that issues a
-//! peer the very incarnation number its previous start gave it cannot tell the two apart:
-//! a late copy of the sender's request can then open slots around the old tokens' (which
-//! the new record acknowledges, undelivered, as it never granted them: a loss), or the new
-//! record delivers before the old tokens arrive (a stall). Starting every process at the
-//! same clock made that likely; the std adapters start each one at a random clock
-//! (`2^21..2^28`), so it takes a coincidence of about one restart in 2^28. Persist the
-//! clock (and the payloads) to rule these out.
+//! That recovers a receiver whose clock went back, on a faulty network too (the second test
+//! of `eo_restart_faults`). It does not make a set-back start safe against datagrams of its
+//! dead start that arrive late: its peer cannot tell them from the new start's, and a late
+//! request of a dead sender can move the receiver's record past the new start's slots (a
+//! stall), or a late status of a dead receiver can make its peer give up the new start's
+//! incarnation and send again what it delivered (a repeat). Persist the clock where the wall
+//! clock can go back.
+//!
+//! What no restart recovers is what only the lost state knew: tokens a restarted receiver
+//! delivered but did not acknowledge are delivered again by its new start, and payloads a
+//! sender held when it stopped are gone with it.
 //!
 //! # Performance and memory
 //!
@@ -124,8 +135,11 @@ use crate::node::{NodeConfig, NodeStats};
 const MAX_ACK_EAGER: u64 = 128;
 
 /// How far ahead of our clock a peer's record may push it (a grant, a status, a token of an
-/// incarnation above it): a sanity bound against garbage; honest peers never come close.
-pub(crate) const CLOCK_LEAP_LIMIT: u64 = 1 << 40;
+/// incarnation above it): a sanity bound against garbage. Honest leaps are large but far
+/// below it: a start whose clock was set back (`a3m` falls back to `2^21..2^28` without a
+/// wall clock) must jump to its previous start's values, which come from the wall clock
+/// (`2^51` in 2026, `2^56` in the 2060s).
+pub(crate) const CLOCK_LEAP_LIMIT: u64 = 1 << 58;
 
 /// Limits and timers of the exactly-once layer, validated from the node configuration.
 #[derive(Debug, Clone)]

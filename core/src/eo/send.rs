@@ -405,8 +405,18 @@ impl SendRecord {
         }
         if let Some(current) = self.inc {
             if slots.incarnation < current {
-                env.stats.stale_records += 1;
-                return;
+                let answers = self.request.is_some_and(|r| r.start == slots.start);
+                if !(answers && self.bound_len() == 0) {
+                    env.stats.stale_records += 1;
+                    return;
+                }
+                // A grant for our outstanding request under an incarnation below ours: the
+                // receiver restarted with its clock behind the one that issued ours (it does
+                // not persist it), and only a token of ours would tell it (its records of
+                // previous starts are recognised by their tokens). We hold none: everything
+                // bound was acknowledged, so taking the grant repeats and loses nothing;
+                // ignoring it would stall the payloads queued here for good.
+                self.inc = None;
             }
             if slots.incarnation > current {
                 // A grant under a newer incarnation: ours is gone. If the grant answers the
