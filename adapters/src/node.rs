@@ -710,17 +710,22 @@ const CLOCK_EPOCH_SECS: u64 = 1_767_225_600;
 /// The exactly-once layer relies on that (`a3m_core::eo`, "Restarts"): a start whose clock is
 /// below its previous start's can be taken for it by a peer, and a late datagram of the dead
 /// start (a request, a grant, a status still in flight) can then stall the new one or make
-/// its peer repeat what it delivered. A node advances its clock by one per payload it sends
-/// and per record it opens, far below 64 million a second, so a start's clock never catches
-/// up with the wall-clock value of its successor. A wall clock before 2026 (a board without
-/// a battery-backed clock, before NTP answers) gives a random value in `2^21..2^28` instead:
-/// persist the clock there (`NodeConfig::initial_clock`). The values take 8 bytes on the
-/// wire where a random one took 4; a run of consecutive tokens in a datagram names them once.
+/// its peer repeat what it delivered. A node moves its clock by the slots it asks for (one
+/// per payload it sends, and a look-ahead of up to a quarter of the window per request) and
+/// by the records it opens: far below 64 million a second. (A peer's record can push it
+/// further, by up to 2^40 in plaintext, where anyone can forge one; that start's successor
+/// is then a set-back start.) A wall clock before 2026 (a board without a battery-backed
+/// clock, before NTP answers) gives a random value in `2^21..2^28` instead: persist the
+/// clock there (`NodeConfig::initial_clock`). The values take 8 bytes on the wire where a
+/// random one took 4; a run of consecutive tokens in a datagram names them once.
 fn initial_clock() -> Result<u64> {
     let since = std::time::UNIX_EPOCH + Duration::from_secs(CLOCK_EPOCH_SECS);
     if let Ok(elapsed) = std::time::SystemTime::now().duration_since(since) {
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        return Ok(micros.saturating_mul(CLOCK_PER_MICROSECOND).max(1 << 28));
+        let clock = micros.saturating_mul(CLOCK_PER_MICROSECOND);
+        if clock >= 1 << 28 {
+            return Ok(clock);
+        }
     }
     let mut bytes = [0u8; 8];
     crate::keyfile::os_random(&mut bytes)?;

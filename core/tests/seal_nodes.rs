@@ -1263,3 +1263,28 @@ fn a_replayer_racing_a_start_whose_clock_went_back_cannot_keep_it_out() {
     assert_eq!(p.b.stats().epoch_probes_proven, 1);
     assert_eq!(p.b.peer_addr(&id("a")), Some(p.a_addr));
 }
+
+/// `sealed`, with its exactly-once clock starting at `clock`.
+fn sealed_at_clock(name: &str, epoch: u64, clock: u64) -> Node {
+    let mut n = Node::new(id(name), NodeConfig { initial_clock: clock, ..NodeConfig::default() });
+    n.set_path_secret([name.as_bytes()[0]; 32]);
+    n.set_seal(SealConfig { psk: Psk::new(KEY), epoch, aead: Aead::Aes256Gcm });
+    n
+}
+
+#[test]
+fn a_sealed_receiver_whose_clock_went_far_back_resumes() {
+    // b's first start took its clock from the wall clock (2^51); its second had none and
+    // started at 2^22, more than the 2^40 a plaintext record may move a clock. Sealed, its
+    // peer's tokens are authentic, so b jumps back above its first start's incarnation and
+    // the stream resumes; a plaintext node stays behind (documented in `eo`, "Restarts").
+    let mut p = Pair::new(Some(KEY), Some(KEY));
+    p.b = sealed_at_clock("b", 200, 1 << 51);
+    p.send(100);
+    assert_eq!(p.delivered(), 100);
+    p.b = sealed_at_clock("b", 300, 1 << 22);
+    p.send(100);
+    assert_eq!(p.delivered(), 100, "a: {:?}\nb: {:?}", p.a.stats(), p.b.stats());
+    assert_eq!(p.a.unacknowledged(), 0);
+    assert!(p.b.clock() > 1 << 51, "b's clock {}", p.b.clock());
+}

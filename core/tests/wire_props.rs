@@ -712,7 +712,8 @@ fn sealed_framing(
         w.push(r).unwrap();
     }
     let out = w.finish();
-    assert_eq!(out.len + SEAL_TAG_LEN, room);
+    assert_eq!(out.len + SEAL_TAG_LEN, room - compact_savings(records));
+    buf.truncate(out.len + SEAL_TAG_LEN);
     buf[out.len..].fill(tag);
     buf
 }

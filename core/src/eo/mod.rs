@@ -68,14 +68,19 @@
 //!
 //! The thesis' model assumes the clock is persisted. What it needs is weaker: every start of
 //! a node begins above every clock value its previous starts used. The std adapters take the
-//! initial clock from the wall clock (64 per microsecond since 2026; a node uses one per
-//! payload it sends and per record it opens), which gives that without persisting anything.
-//! Then a restart looks to the peers like a node whose records went: they rebind and resume
-//! (`core/tests/eo_restart_faults.rs`: restarts of a sender, a receiver or both mid-stream,
-//! with loss, duplication, reordering and datagrams of the dead start still in flight).
+//! initial clock from the wall clock (64 per microsecond since 2026; a node moves its clock
+//! by the slots it asks for and the records it opens, far slower), which gives that without
+//! persisting anything. Then a restart looks to the peers like a node whose records went:
+//! they rebind and resume (`core/tests/eo_restart_faults.rs`: restarts of a sender, a
+//! receiver or both mid-stream, with loss, duplication, reordering and datagrams of the dead
+//! start still in flight). It does not hold if the clock was pushed further by a peer's
+//! record (a plaintext one can be forged: by up to 2^40 each), nor if the wall clock goes
+//! back.
 //!
 //! A start whose clock is set back below its previous start's (no wall clock, before NTP
-//! answers) is found out by its peers' records, and its clock is moved above them:
+//! answers) is found out by its peers' records, and its clock is moved above them (by up to
+//! 2^40, about 4.8 hours of wall clock, in plaintext; by up to 2^58, any set-back, where
+//! every datagram is authenticated):
 //!
 //! * A restarted receiver gets tokens of an incarnation its previous start issued: at or
 //!   above its clock, above its new record's, or its new record's number but for a slot below
@@ -84,20 +89,21 @@
 //!   the sender's: the sender rebinds its tokens as for any forgotten incarnation. A token
 //!   for a slot below the first a record granted is never acknowledged as a duplicate.
 //! * A sender that holds no unacknowledged token takes a grant for its outstanding request
-//!   even under an incarnation below the one it knew: the receiver restarted behind it, and
-//!   none of its tokens is left to tell it so.
+//!   even under an incarnation below the one it knew (the receiver restarted behind it, and
+//!   none of its tokens is left to tell it so): it gives up that incarnation, slots granted
+//!   under it and not yet bound included, as for a higher one.
 //! * A restarted sender asks for slots below what the receiver's record already granted (its
 //!   previous start's); the receiver answers a request it cannot grant from with a status
 //!   `SLOTS(next, r, 0)`, and a sender holding no bound token moves its clock and its
 //!   request to `next`.
 //!
-//! That recovers a receiver whose clock went back, on a faulty network too (the second test
-//! of `eo_restart_faults`). It does not make a set-back start safe against datagrams of its
-//! dead start that arrive late: its peer cannot tell them from the new start's, and a late
-//! request of a dead sender can move the receiver's record past the new start's slots (a
-//! stall), or a late status of a dead receiver can make its peer give up the new start's
-//! incarnation and send again what it delivered (a repeat). Persist the clock where the wall
-//! clock can go back.
+//! That recovers a receiver set back within those bounds, on a faulty network too (the
+//! second test of `eo_restart_faults`). It does not make a set-back start safe against
+//! datagrams of its dead start that arrive late: its peer cannot tell them from the new
+//! start's, and a late request of a dead sender can move the receiver's record past the new
+//! start's slots (a stall), or a late status of a dead receiver can make its peer give up
+//! the new start's incarnation and send again what it delivered (a repeat). Persist the
+//! clock where the wall clock can go back.
 //!
 //! What no restart recovers is what only the lost state knew: tokens a restarted receiver
 //! delivered but did not acknowledge are delivered again by its new start, and payloads a
@@ -135,11 +141,16 @@ use crate::node::{NodeConfig, NodeStats};
 const MAX_ACK_EAGER: u64 = 128;
 
 /// How far ahead of our clock a peer's record may push it (a grant, a status, a token of an
-/// incarnation above it): a sanity bound against garbage. Honest leaps are large but far
-/// below it: a start whose clock was set back (`a3m` falls back to `2^21..2^28` without a
-/// wall clock) must jump to its previous start's values, which come from the wall clock
-/// (`2^51` in 2026, `2^56` in the 2060s).
-pub(crate) const CLOCK_LEAP_LIMIT: u64 = 1 << 58;
+/// incarnation above it) when datagrams are plaintext: anyone can forge those, and each
+/// push is one forged record (`2^24` of them bring the clock to its end).
+pub(crate) const CLOCK_LEAP_LIMIT: u64 = 1 << 40;
+
+/// The same bound when every datagram is authenticated (the node seals): only our peers push
+/// the clock, with values a previous start of ours issued. A start whose clock was set back
+/// (`a3m` falls back to `2^21..2^28` without a wall clock) must be able to jump to its
+/// previous start's values, which come from the wall clock (`2^51` in 2026, `2^56` in the
+/// 2060s); a plaintext node recovers from set-backs up to [`CLOCK_LEAP_LIMIT`] only.
+pub(crate) const SEALED_CLOCK_LEAP_LIMIT: u64 = 1 << 58;
 
 /// Limits and timers of the exactly-once layer, validated from the node configuration.
 #[derive(Debug, Clone)]
@@ -203,12 +214,20 @@ pub(crate) struct Env {
     /// The node is closing: send records report their `l` as soon as everything is
     /// acknowledged, so that the peer's receive record settles before we go.
     pub(crate) closing: bool,
+    /// Every datagram is authenticated (the node seals): see [`SEALED_CLOCK_LEAP_LIMIT`].
+    pub(crate) sealed: bool,
 }
 
 impl Env {
     /// Moves the clock up to at least `value`.
     pub(crate) fn advance_clock(&mut self, value: u64) {
         self.clock = self.clock.max(value);
+    }
+
+    /// The highest value a peer's record may move the clock to.
+    pub(crate) fn leap_ceiling(&self) -> u64 {
+        let limit = if self.sealed { SEALED_CLOCK_LEAP_LIMIT } else { CLOCK_LEAP_LIMIT };
+        self.clock.saturating_add(limit)
     }
 
     /// A fresh incarnation for a new receive record.
@@ -240,6 +259,7 @@ pub(crate) mod test_support {
             inbox: Inbox::new(config.max_inbox),
             stats: NodeStats::default(),
             closing: false,
+            sealed: false,
         }
     }
 

@@ -52,9 +52,9 @@ use core::time::Duration;
 use crate::time::Instant;
 use crate::wire::{Ack, DatagramWriter, Record, ReqSlots, Slots, Token};
 
+use super::Env;
 use super::congestion::Congestion;
 use super::rtt::Rtt;
-use super::{CLOCK_LEAP_LIMIT, Env};
 
 /// Packet threshold of loss detection before any reordering was seen (RFC 9002).
 const INITIAL_PACKET_THRESHOLD: u64 = 3;
@@ -390,7 +390,7 @@ impl SendRecord {
                 },
                 None if self.request.is_some_and(|r| slots.start > r.start)
                     && self.bound_len() == 0
-                    && slots.start <= env.clock.saturating_add(CLOCK_LEAP_LIMIT) =>
+                    && slots.start <= env.leap_ceiling() =>
                 {
                     // The receiver's record already went up to `start` with a previous start
                     // of this node, whose clock was ahead of ours (it restarted without it):
@@ -414,9 +414,11 @@ impl SendRecord {
                 // receiver restarted with its clock behind the one that issued ours (it does
                 // not persist it), and only a token of ours would tell it (its records of
                 // previous starts are recognised by their tokens). We hold none: everything
-                // bound was acknowledged, so taking the grant repeats and loses nothing;
-                // ignoring it would stall the payloads queued here for good.
-                self.inc = None;
+                // bound was acknowledged. Ignoring the grant would stall the payloads queued
+                // here for good; so ours is gone as for a higher incarnation, slots granted
+                // under it and not yet bound included (the new start never granted them),
+                // and the grant is taken.
+                self.incarnation_lost(env, now, true);
             }
             if slots.incarnation > current {
                 // A grant under a newer incarnation: ours is gone. If the grant answers the

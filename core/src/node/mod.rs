@@ -214,6 +214,7 @@ impl Node {
             inbox: Inbox::new(config.max_inbox),
             stats: NodeStats::default(),
             closing: false,
+            sealed: false,
         };
         Self {
             id,
@@ -258,6 +259,7 @@ impl Node {
         for peer in self.peers.values_mut() {
             peer.seal = None;
         }
+        self.env.sealed = true;
     }
 
     /// True if this node seals its datagrams.

@@ -5,10 +5,10 @@ use core::time::Duration;
 
 use alloc::boxed::Box;
 
+use crate::eo::Env;
 use crate::eo::recv::{RecvOutcome, RecvRecord};
 use crate::eo::rtt::Rtt;
 use crate::eo::send::{SendOutcome, SendRecord};
-use crate::eo::{CLOCK_LEAP_LIMIT, Env};
 use crate::id::NodeId;
 use crate::seal::{Aead, Cipher, ReplayWindow};
 use crate::time::Instant;
@@ -187,7 +187,7 @@ impl Peer {
     }
 
     fn owe_gc(&mut self, env: &mut Env, slot_end: u64) {
-        if slot_end > env.clock.saturating_add(CLOCK_LEAP_LIMIT) {
+        if slot_end > env.leap_ceiling() {
             env.stats.stale_records += 1;
             return;
         }
@@ -397,7 +397,7 @@ impl Peer {
                 let from_previous_start = token.incarnation >= env.clock
                     || self.recv.as_ref().is_some_and(|r| !r.could_be_ours(&token));
                 if from_previous_start
-                    && token.incarnation < env.clock.saturating_add(CLOCK_LEAP_LIMIT)
+                    && token.incarnation < env.leap_ceiling()
                     && self.recv.as_ref().is_none_or(RecvRecord::delivered_nothing)
                 {
                     env.advance_clock(token.incarnation.saturating_add(1));
