@@ -1,5 +1,6 @@
 //! Two nodes over UDP loopback exchange payloads exactly once: in one process, in two
-//! processes, and while one of them moves to a new UDP port mid-stream.
+//! processes, while one of them moves to a new UDP port mid-stream, and across restarts of
+//! the receiving process (one of them a crash behind a lossy relay).
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -262,5 +263,167 @@ fn a_receiver_process_that_restarts_gets_the_stream_again() {
     let report = a.close(WAIT).expect("close");
     assert_eq!(report.unacknowledged, 0);
     assert!(second.wait().unwrap().success(), "the restarted receiver failed");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The receiving half of `a_receiver_process_that_crashes_mid_stream_behind_a_lossy_relay_gets_the_rest_once`;
+/// runs only when that test starts this binary with `A3M_LOG_FILE` set. It logs every
+/// payload number it receives to that file, one write per payload, then either crashes
+/// (`A3M_LOG_MODE=crash`: exits without closing its node once it has `A3M_LOG_FIRST`
+/// payloads) or receives until it has every payload from `A3M_LOG_FIRST` to
+/// `A3M_LOG_END`, and a second longer, then closes.
+#[test]
+fn child_logging_receiver_process() {
+    use std::io::Write;
+    let Ok(log) = std::env::var("A3M_LOG_FILE") else { return };
+    let addr_file = std::env::var("A3M_CHILD_ADDR_FILE").unwrap();
+    let bind = std::env::var("A3M_CHILD_BIND").map_or(LOOPBACK, |a| a.parse().unwrap());
+    let crash = std::env::var("A3M_LOG_MODE").unwrap() == "crash";
+    let first: u64 = std::env::var("A3M_LOG_FIRST").unwrap().parse().unwrap();
+    let end: u64 = std::env::var("A3M_LOG_END").unwrap().parse().unwrap();
+    let b = start_at("B", bind);
+    let mut log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    std::fs::write(&addr_file, b.local_addr().to_string()).unwrap();
+    let mut buf = vec![0u8; 65_536];
+    let mut received = 0u64;
+    let mut missing: HashSet<u64> = (first..end).collect();
+    let mut linger_until = None;
+    loop {
+        let timeout = linger_until.map_or(WAIT, |t: std::time::Instant| {
+            t.saturating_duration_since(std::time::Instant::now())
+        });
+        let (_, len) = match b.recv_into(&mut buf, Some(timeout)) {
+            Ok(got) => got,
+            Err(Error::Timeout) if linger_until.is_some() => break,
+            Err(e) => panic!("receive after {received}: {e}"),
+        };
+        assert!(len >= 8);
+        let n = u64::from_le_bytes(buf[..8].try_into().unwrap());
+        // Logged before anything else happens: a crash loses nothing of what was received.
+        writeln!(log, "{n}").unwrap();
+        received += 1;
+        missing.remove(&n);
+        if crash && received == first {
+            // A crash: no close, no final acknowledgements.
+            std::process::exit(0);
+        }
+        if !crash && missing.is_empty() && linger_until.is_none() {
+            linger_until = Some(std::time::Instant::now() + Duration::from_secs(1));
+        }
+    }
+    drop(b);
+}
+
+/// Starts `child_logging_receiver_process`; returns it and the address it bound.
+fn spawn_logging_receiver(
+    dir: &std::path::Path,
+    name: &str,
+    crash: bool,
+    (first, end): (u64, u64),
+    bind: Option<SocketAddr>,
+) -> (std::process::Child, SocketAddr) {
+    let addr_file = dir.join(format!("{name}.addr"));
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["--exact", "child_logging_receiver_process", "--nocapture", "--test-threads", "1"])
+        .env("A3M_CHILD_ADDR_FILE", &addr_file)
+        .env("A3M_LOG_FILE", dir.join(format!("{name}.log")))
+        .env("A3M_LOG_MODE", if crash { "crash" } else { "complete" })
+        .env("A3M_LOG_FIRST", first.to_string())
+        .env("A3M_LOG_END", end.to_string());
+    if let Some(bind) = bind {
+        command.env("A3M_CHILD_BIND", bind.to_string());
+    }
+    let mut child = command.spawn().expect("child process starts");
+    for _ in 0..300 {
+        if let Ok(text) = std::fs::read_to_string(&addr_file)
+            && let Ok(a) = text.parse::<SocketAddr>()
+        {
+            return (child, a);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("child process wrote no address within 30 s");
+}
+
+/// Waits for `child` to exit successfully within `bound`; kills it otherwise.
+fn exits_within(child: &mut std::process::Child, bound: Duration, what: &str) {
+    let deadline = std::time::Instant::now() + bound;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{what} failed: {status}");
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {bound:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The payload numbers a logging receiver wrote, in order.
+fn logged(path: &std::path::Path) -> Vec<u64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.parse().expect("a payload number"))
+        .collect()
+}
+
+#[test]
+fn a_receiver_process_that_crashes_mid_stream_behind_a_lossy_relay_gets_the_rest_once() {
+    // Real processes over a relay that loses 5 %, duplicates 2 % and reorders 5 % of the
+    // datagrams both ways: B receives the first 8000 payloads and crashes (no close, its
+    // last acknowledgements never sent); a new B process (its clock from the wall clock)
+    // binds the same port; A, which kept its session, sends 12000 more. The first start
+    // delivered each of its payloads once, the second each of the rest once, and repeats
+    // only payloads the first had delivered (those it had not acknowledged): nothing lost,
+    // nothing twice within a start, all within the bound.
+    use a3m_tests::relay::{Faults, Relay, RelayConfig};
+    const FIRST: u64 = 8_000;
+    const END: u64 = 20_000;
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("a3m-udp-crash-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (mut first, b_addr) = spawn_logging_receiver(&dir, "first", true, (FIRST, END), None);
+    let faults = Faults { loss: 0.05, dup: 0.02, reorder: 0.05, ..Faults::none() };
+    let relay = Relay::bind(RelayConfig { listen: LOOPBACK, to: b_addr, faults, seed: 13 })
+        .and_then(Relay::spawn)
+        .expect("relay starts");
+    let a = start("A");
+    a.add_peer("B", relay.local_addr()).unwrap();
+    for n in 0..FIRST {
+        a.send_to_timeout("B", &payload(n, 16), WAIT).expect("send to the first B");
+    }
+    exits_within(&mut first, WAIT, "the first receiver");
+    let (mut second, again) =
+        spawn_logging_receiver(&dir, "second", false, (FIRST, END), Some(b_addr));
+    assert_eq!(again, b_addr);
+    for n in FIRST..END {
+        a.send_to_timeout("B", &payload(n, 16), WAIT).expect("send to the second B");
+    }
+    let report = a.close(WAIT).expect("close");
+    assert_eq!(report.unacknowledged, 0);
+    exits_within(&mut second, WAIT, "the second receiver");
+    let (mut by_first, mut by_second) =
+        (logged(&dir.join("first.log")), logged(&dir.join("second.log")));
+    by_first.sort_unstable();
+    assert_eq!(by_first, (0..FIRST).collect::<Vec<_>>(), "the first start, each once");
+    let count = by_second.len();
+    by_second.sort_unstable();
+    by_second.dedup();
+    assert_eq!(by_second.len(), count, "the second start delivered a payload twice");
+    let (repeated, rest): (Vec<u64>, Vec<u64>) = by_second.iter().partition(|&&n| n < FIRST);
+    assert_eq!(rest, (FIRST..END).collect::<Vec<_>>(), "the second start, each of the rest");
+    eprintln!(
+        "second start: {} payloads, {} of them repeated from the first start",
+        count,
+        repeated.len()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -106,8 +106,10 @@
 //! clock where the wall clock can go back.
 //!
 //! What no restart recovers is what only the lost state knew: tokens a restarted receiver
-//! delivered but did not acknowledge are delivered again by its new start, and payloads a
-//! sender held when it stopped are gone with it.
+//! delivered but did not acknowledge are delivered again by its new start; payloads it
+//! delivered and acknowledged but its application had not taken yet (in the inbox, or a
+//! socket's queue above it) are gone with it; and payloads a sender held when it stopped are
+//! gone with it.
 //!
 //! # Performance and memory
 //!
