@@ -96,7 +96,7 @@ use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-pub use gcm::{AesGcm, GcmError};
+pub use gcm::AesGcm;
 pub use window::{ReplayWindow, Verdict, WINDOW};
 
 use crate::wire::SEAL_TAG_LEN;

@@ -19,9 +19,9 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 use super::ghash::{GhashKey, Implementation};
 
 /// Bytes of a GCM nonce here.
-pub const NONCE_LEN: usize = 12;
+pub(crate) const NONCE_LEN: usize = 12;
 /// Bytes of a tag.
-pub const TAG_LEN: usize = 16;
+pub(crate) const TAG_LEN: usize = 16;
 /// The most bytes GCM encrypts under one nonce (2^39 − 256 bits).
 const TEXT_MAX: u64 = (1 << 36) - 32;
 
@@ -39,7 +39,7 @@ impl ZeroizeOnDrop for AesGcm {}
 
 /// The AEAD refused: a tag did not match, or a text was longer than GCM allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GcmError;
+pub(crate) struct GcmError;
 
 impl AesGcm {
     /// The cipher under `key`, with the fastest GHASH this processor runs.
