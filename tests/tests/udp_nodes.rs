@@ -90,12 +90,28 @@ fn spawn_receiver(
     count: u64,
     bind: Option<SocketAddr>,
 ) -> (std::process::Child, SocketAddr) {
+    spawn_child(
+        "child_receiver_process",
+        addr_file,
+        &[("A3M_CHILD_COUNT", count.to_string())],
+        bind,
+    )
+}
+
+/// Runs this binary's test `test` in a new process with `env` (and `A3M_CHILD_BIND`, if
+/// `bind` is given); returns the process and the address it writes to `addr_file`.
+fn spawn_child(
+    test: &str,
+    addr_file: &std::path::Path,
+    env: &[(&str, String)],
+    bind: Option<SocketAddr>,
+) -> (std::process::Child, SocketAddr) {
     let _ = std::fs::remove_file(addr_file);
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
-        .args(["--exact", "child_receiver_process", "--nocapture", "--test-threads", "1"])
+        .args(["--exact", test, "--nocapture", "--test-threads", "1"])
         .env("A3M_CHILD_ADDR_FILE", addr_file)
-        .env("A3M_CHILD_COUNT", count.to_string());
+        .envs(env.iter().map(|(k, v)| (k, v)));
     if let Some(bind) = bind {
         command.env("A3M_CHILD_BIND", bind.to_string());
     }
@@ -126,8 +142,7 @@ fn two_processes_exchange_100k_payloads_exactly_once() {
     }
     let report = a.close(WAIT).expect("close");
     assert_eq!(report.unacknowledged, 0);
-    let status = child.wait().unwrap();
-    assert!(status.success(), "child receiver failed: {status}");
+    exits_within(&mut child, WAIT, "the child receiver");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -254,7 +269,7 @@ fn a_receiver_process_that_restarts_gets_the_stream_again() {
     for n in 0..COUNT {
         a.send_to_timeout("B", &payload(n, 16), WAIT).expect("send to the first B");
     }
-    assert!(first.wait().unwrap().success(), "the first receiver failed");
+    exits_within(&mut first, WAIT, "the first receiver");
     let (mut second, again) = spawn_receiver(&dir.join("addr2"), COUNT, Some(addr));
     assert_eq!(again, addr);
     for n in 0..COUNT {
@@ -262,7 +277,7 @@ fn a_receiver_process_that_restarts_gets_the_stream_again() {
     }
     let report = a.close(WAIT).expect("close");
     assert_eq!(report.unacknowledged, 0);
-    assert!(second.wait().unwrap().success(), "the restarted receiver failed");
+    exits_within(&mut second, WAIT, "the restarted receiver");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -322,30 +337,14 @@ fn spawn_logging_receiver(
     (first, end): (u64, u64),
     bind: Option<SocketAddr>,
 ) -> (std::process::Child, SocketAddr) {
+    let env = [
+        ("A3M_LOG_FILE", dir.join(format!("{name}.log")).display().to_string()),
+        ("A3M_LOG_MODE", if crash { "crash" } else { "complete" }.to_string()),
+        ("A3M_LOG_FIRST", first.to_string()),
+        ("A3M_LOG_END", end.to_string()),
+    ];
     let addr_file = dir.join(format!("{name}.addr"));
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args(["--exact", "child_logging_receiver_process", "--nocapture", "--test-threads", "1"])
-        .env("A3M_CHILD_ADDR_FILE", &addr_file)
-        .env("A3M_LOG_FILE", dir.join(format!("{name}.log")))
-        .env("A3M_LOG_MODE", if crash { "crash" } else { "complete" })
-        .env("A3M_LOG_FIRST", first.to_string())
-        .env("A3M_LOG_END", end.to_string());
-    if let Some(bind) = bind {
-        command.env("A3M_CHILD_BIND", bind.to_string());
-    }
-    let mut child = command.spawn().expect("child process starts");
-    for _ in 0..300 {
-        if let Ok(text) = std::fs::read_to_string(&addr_file)
-            && let Ok(a) = text.parse::<SocketAddr>()
-        {
-            return (child, a);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("child process wrote no address within 30 s");
+    spawn_child("child_logging_receiver_process", &addr_file, &env, bind)
 }
 
 /// Waits for `child` to exit successfully within `bound`; kills it otherwise.
